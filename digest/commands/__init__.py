@@ -1,0 +1,1 @@
+"""One module per noun of the `digest` command; each exports a click ``group``."""

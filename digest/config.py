@@ -1,0 +1,188 @@
+"""One settings object, read from ``DIGEST_*`` environment variables.
+
+Every variable is documented in README.md. A wrong value stops start-up with a
+:class:`ConfigError` naming the variable, so an operator never discovers a typo
+at 6 a.m. when the first digest fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from email.utils import parseaddr
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A ``DIGEST_*`` variable has a value we cannot use."""
+
+
+def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a URL ({exc}): {value!r}") from exc
+    scheme = parts.scheme.split("+", 1)[0].lower()
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{name}: scheme {parts.scheme or '(none)'!r} not supported, use one of "
+            f"{', '.join(s + '://' for s in schemes)}: {value!r}"
+        )
+    if scheme not in ("sqlite", "file") and not parts.hostname:
+        raise ConfigError(f"{name}: no host in {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{name}: bad port in {value!r}") from exc
+    return value
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected true/false (1/0, yes/no, on/off), got {value!r}")
+
+
+def _number(name: str, value: str, kind: type[int] | type[float], minimum: float) -> float:
+    try:
+        number = kind(value.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a {kind.__name__}, got {value!r}") from exc
+    if number < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value!r}")
+    return number
+
+
+def normalise_database_url(url: str) -> str:
+    """Pick the driver we ship (psycopg 3) for a plain ``postgresql://`` URL."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///digest.db"
+    broker_url: str = ""
+    smtp_url: str = ""
+    outbox: Path = Path("outbox")
+    base_url: str = "http://localhost:8000"
+    secret_key: str = ""
+    from_addr: str = "Paper Digest <digest@localhost>"
+    allow_private_feeds: bool = False
+    postal_address: str = ""
+    send_rate: float = 0.0  # messages per second per transport; 0 = unlimited
+    fetch_timeout: float = 30.0
+    fetch_max_bytes: int = 20 * 1024 * 1024
+    fetch_delay: float = 3.0  # seconds between two requests to the same host
+    user_agent_contact: str = ""
+    dkim_key_file: str = ""
+    dkim_selector: str = ""
+    quiet_day_note: bool = False
+    lease_seconds: int = 600
+    batch_size: int = 100
+    ingest_interval_minutes: int = 60
+
+    @property
+    def uses_broker(self) -> bool:
+        return bool(self.broker_url)
+
+    @property
+    def uses_smtp(self) -> bool:
+        return bool(self.smtp_url)
+
+    @property
+    def from_domain(self) -> str:
+        _, address = parseaddr(self.from_addr)
+        return address.rpartition("@")[2] or "localhost"
+
+    @property
+    def user_agent(self) -> str:
+        from digest import __version__
+
+        contact = f"; {self.user_agent_contact}" if self.user_agent_contact else ""
+        return f"digest/{__version__} (+{self.base_url}{contact})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return None if value is None else value.strip()
+
+        if v := get("DIGEST_DATABASE_URL"):
+            values["database_url"] = normalise_database_url(
+                _url("DIGEST_DATABASE_URL", v, ("sqlite", "postgresql", "postgres"))
+            )
+        if (v := get("DIGEST_BROKER_URL")) is not None:
+            values["broker_url"] = v and _url("DIGEST_BROKER_URL", v, ("redis", "rediss", "memory"))
+        if (v := get("DIGEST_SMTP_URL")) is not None:
+            values["smtp_url"] = v and _url("DIGEST_SMTP_URL", v, ("smtp", "smtps"))
+        if v := get("DIGEST_OUTBOX"):
+            values["outbox"] = Path(v)
+        if v := get("DIGEST_BASE_URL"):
+            values["base_url"] = _url("DIGEST_BASE_URL", v, ("http", "https")).rstrip("/")
+        if (v := get("DIGEST_SECRET_KEY")) is not None:
+            if v and len(v) < 16:
+                raise ConfigError("DIGEST_SECRET_KEY: use at least 16 characters")
+            values["secret_key"] = v
+        if v := get("DIGEST_FROM"):
+            name, address = parseaddr(v)
+            if "@" not in address or any(c in v for c in "\r\n"):
+                raise ConfigError(f"DIGEST_FROM: not an email address: {v!r}")
+            values["from_addr"] = v
+        if (v := get("DIGEST_ALLOW_PRIVATE_FEEDS")) is not None:
+            values["allow_private_feeds"] = _bool("DIGEST_ALLOW_PRIVATE_FEEDS", v)
+        if (v := get("DIGEST_POSTAL_ADDRESS")) is not None:
+            values["postal_address"] = v
+        if v := get("DIGEST_SEND_RATE"):
+            values["send_rate"] = _number("DIGEST_SEND_RATE", v, float, 0)
+        if v := get("DIGEST_FETCH_TIMEOUT"):
+            values["fetch_timeout"] = _number("DIGEST_FETCH_TIMEOUT", v, float, 0.1)
+        if v := get("DIGEST_FETCH_MAX_BYTES"):
+            values["fetch_max_bytes"] = int(_number("DIGEST_FETCH_MAX_BYTES", v, int, 1024))
+        if v := get("DIGEST_FETCH_DELAY"):
+            values["fetch_delay"] = _number("DIGEST_FETCH_DELAY", v, float, 0)
+        if (v := get("DIGEST_USER_AGENT_CONTACT")) is not None:
+            values["user_agent_contact"] = v
+        if (v := get("DIGEST_DKIM_KEY_FILE")) is not None:
+            if v and not Path(v).is_file():
+                raise ConfigError(f"DIGEST_DKIM_KEY_FILE: no such file: {v!r}")
+            values["dkim_key_file"] = v
+        if (v := get("DIGEST_DKIM_SELECTOR")) is not None:
+            values["dkim_selector"] = v
+        if (v := get("DIGEST_QUIET_DAY_NOTE")) is not None:
+            values["quiet_day_note"] = _bool("DIGEST_QUIET_DAY_NOTE", v)
+        if v := get("DIGEST_LEASE_SECONDS"):
+            values["lease_seconds"] = int(_number("DIGEST_LEASE_SECONDS", v, int, 10))
+        if v := get("DIGEST_BATCH_SIZE"):
+            values["batch_size"] = int(_number("DIGEST_BATCH_SIZE", v, int, 1))
+        if v := get("DIGEST_INGEST_INTERVAL_MINUTES"):
+            values["ingest_interval_minutes"] = int(
+                _number("DIGEST_INGEST_INTERVAL_MINUTES", v, int, 1)
+            )
+        if values.get("dkim_key_file") and not values.get("dkim_selector"):
+            raise ConfigError("DIGEST_DKIM_SELECTOR: required when DIGEST_DKIM_KEY_FILE is set")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+#: The environment variables :meth:`Settings.from_env` reads, for docs and checks.
+ENV_VARS: tuple[str, ...] = tuple(
+    "DIGEST_" + f.name.upper().replace("FROM_ADDR", "FROM")
+    for f in fields(Settings)
+)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings.from_env()
