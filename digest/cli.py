@@ -54,7 +54,8 @@ class _LazySettings:
 
 
 for module in (db_commands, feeds, papers):
-    cli.add_command(module.group)
+    for command in getattr(module, "commands", [module.group]):
+        cli.add_command(command)
 
 
 def main() -> None:

@@ -136,7 +136,7 @@ class Settings:
                 raise ConfigError("DIGEST_SECRET_KEY: use at least 16 characters")
             values["secret_key"] = v
         if v := get("DIGEST_FROM"):
-            name, address = parseaddr(v)
+            _name, address = parseaddr(v)
             if "@" not in address or any(c in v for c in "\r\n"):
                 raise ConfigError(f"DIGEST_FROM: not an email address: {v!r}")
             values["from_addr"] = v
@@ -177,8 +177,7 @@ class Settings:
 
 #: The environment variables :meth:`Settings.from_env` reads, for docs and checks.
 ENV_VARS: tuple[str, ...] = tuple(
-    "DIGEST_" + f.name.upper().replace("FROM_ADDR", "FROM")
-    for f in fields(Settings)
+    "DIGEST_" + f.name.upper().replace("FROM_ADDR", "FROM") for f in fields(Settings)
 )
 
 

@@ -108,7 +108,7 @@ def ensure_schema(settings: Settings) -> None:
     url = settings.database_url
     try:
         current = current_revision(url)
-    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
+    except Exception as exc:
         raise DatabaseError(f"cannot open the database at {_safe_url(url)}: {exc}") from exc
     if current == head_revision():
         return

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -62,7 +61,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -164,7 +167,9 @@ class Subscriber(Base):
         _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING, index=True
     )
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    frequency: Mapped[Frequency] = mapped_column(_enum(Frequency, "frequency"), default=Frequency.DAILY)
+    frequency: Mapped[Frequency] = mapped_column(
+        _enum(Frequency, "frequency"), default=Frequency.DAILY
+    )
     weekday: Mapped[int] = mapped_column(Integer, default=0)  # 0 = Monday, for weekly digests
     send_hour: Mapped[int] = mapped_column(Integer, default=7)  # local hour, 0-23
     max_papers: Mapped[int] = mapped_column(Integer, default=20)
@@ -267,7 +272,6 @@ class AppMeta(Base):
 __all__ = [
     "AppMeta",
     "Base",
-    "BigInteger",
     "Digest",
     "DigestStatus",
     "Feed",

@@ -42,8 +42,10 @@ def postgres_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not answering ({exc}); start it (see .ci/run)")
+    except Exception as exc:
+        pytest.fail(
+            f"PostgreSQL at {PG_ADMIN_URL} is not answering ({exc}); start it (see .ci/run)"
+        )
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     db.upgrade(url)
     yield url

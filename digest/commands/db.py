@@ -23,7 +23,7 @@ def upgrade(revision: str) -> None:
     settings = get_settings()
     try:
         db.upgrade(settings.database_url, revision)
-    except Exception as exc:  # noqa: BLE001 - driver errors are the user's to read
+    except Exception as exc:
         raise click.ClickException(f"migration failed: {exc}") from exc
     click.echo(f"database at {db.current_revision(settings.database_url)}")
 

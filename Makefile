@@ -1,0 +1,31 @@
+# The two quick-start commands (README.md) and a few helpers.
+# Works on a fresh machine with only Python 3.11: everything goes into .venv.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.installed  ## run the whole pipeline on bundled sample feeds, no servers needed
+	$(BIN)/digest demo
+
+test: $(BIN)/.installed  ## the whole test suite (needs PostgreSQL and Redis on localhost)
+	$(BIN)/ruff check digest workers tests bench
+	$(BIN)/pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check digest workers tests bench
+	$(BIN)/ruff format --check digest workers tests bench
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/render.py
+
+clean:
+	rm -rf $(VENV) digest-demo outbox digest.db test-artifacts
