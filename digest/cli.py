@@ -14,7 +14,7 @@ import click
 
 from digest import __version__
 from digest.commands import db as db_commands
-from digest.commands import feeds, papers
+from digest.commands import feeds, papers, run
 from digest.config import ConfigError, Settings
 
 
@@ -53,7 +53,7 @@ class _LazySettings:
         return self._settings
 
 
-for module in (db_commands, feeds, papers):
+for module in (db_commands, feeds, papers, run):
     for command in getattr(module, "commands", [module.group]):
         cli.add_command(command)
 

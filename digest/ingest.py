@@ -281,25 +281,25 @@ def _embed(session: Session, papers: Sequence[Paper]) -> None:
 # --- fetching ------------------------------------------------------------------------
 
 
-def fetch_feed(session: Session, settings: Settings, feed: Feed, now: datetime) -> FeedOutcome:
-    """Fetch one feed and merge its papers; errors end up on the feed row, not raised."""
+def fetch_feed(
+    session: Session, settings: Settings, feed: Feed, now: datetime | None = None
+) -> FeedOutcome:
+    """Fetch one feed and merge its papers; errors end up on the feed row, not raised.
+
+    ``now`` (default: the clock once the response is in) becomes the new papers'
+    ``first_seen_at``. Stamping after the download, right before the short merge
+    transaction, keeps the gap between a paper's stamp and its commit small: a
+    digest whose window closed inside that gap would not see the paper.
+    """
     outcome = FeedOutcome(feed_id=feed.id, name=feed.name, status="ok")
-    feed.last_fetched_at = now
     try:
         result = fetch(feed.url, settings, etag=feed.etag, last_modified=feed.last_modified)
+        now = now or utcnow()
         if result.not_modified:
             outcome.status = "not-modified"
         else:
             assert result.body is not None
-            parsed = parse_feed(feed.kind, result.body, feed.url)
-            with session.begin_nested():
-                counts = merge_records(session, parsed.papers, now)
-            outcome.new, outcome.updated, outcome.unchanged = (
-                counts.new,
-                counts.updated,
-                counts.unchanged,
-            )
-            outcome.warnings = parsed.skipped
+            _merge_body(session, feed, result.body, now, outcome)
             # Validators are stored only once the body is safely merged, so a failed
             # merge is fetched in full next time instead of answered with a 304.
             feed.etag, feed.last_modified = result.etag, result.last_modified
@@ -310,8 +310,32 @@ def fetch_feed(session: Session, settings: Settings, feed: Feed, now: datetime) 
     except Exception as exc:
         log.exception("feed %s (%s) failed", feed.id, feed.url)
         outcome.status, outcome.error = "error", f"internal error: {type(exc).__name__}: {exc}"
+    now = now or utcnow()
+    feed.last_fetched_at = now
     _record(feed, outcome, now)
     return outcome
+
+
+def ingest_body(session: Session, feed: Feed, body: bytes, now: datetime) -> FeedOutcome:
+    """Merge a body we already have (bundled sample data, a saved response) as if fetched."""
+    outcome = FeedOutcome(feed_id=feed.id, name=feed.name, status="ok")
+    feed.last_fetched_at = now
+    try:
+        _merge_body(session, feed, body, now, outcome)
+    except FeedFormatError as exc:
+        outcome.status, outcome.error = "error", str(exc)
+    _record(feed, outcome, now)
+    return outcome
+
+
+def _merge_body(
+    session: Session, feed: Feed, body: bytes, now: datetime, outcome: FeedOutcome
+) -> None:
+    parsed = parse_feed(feed.kind, body, feed.url)
+    with session.begin_nested():
+        counts = merge_records(session, parsed.papers, now)
+    outcome.new, outcome.updated, outcome.unchanged = counts.new, counts.updated, counts.unchanged
+    outcome.warnings = parsed.skipped
 
 
 def _record(feed: Feed, outcome: FeedOutcome, now: datetime) -> None:
@@ -345,7 +369,6 @@ def ingest_all(
     on_feed_done: Callable[[FeedOutcome], None] | None = None,
 ) -> list[FeedOutcome]:
     """Fetch every enabled feed (or the given ones), each in its own transaction."""
-    now = now or utcnow()
     db.ensure_schema(settings)
     with db.session_scope(settings) as session:
         query = select(Feed.id).order_by(Feed.id)
@@ -361,7 +384,6 @@ def ingest_all(
 
 
 def ingest_one(settings: Settings, feed_id: int, now: datetime | None = None) -> FeedOutcome:
-    now = now or utcnow()
     for attempt in range(3):
         try:
             with db.session_scope(settings) as session:

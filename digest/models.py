@@ -247,6 +247,8 @@ class Digest(Base):
     error: Mapped[str | None] = mapped_column(Text)
     smtp_code: Mapped[int | None] = mapped_column(Integer)
 
+    subscriber: Mapped[Subscriber] = relationship()
+
 
 class Suppression(Base):
     """Addresses we must never send to again until an admin lifts it."""

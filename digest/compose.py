@@ -1,0 +1,186 @@
+"""Build one subscriber's digest for a batch, send it, and record the outcome.
+
+A :class:`DigestBuilder` serves one claimed batch: it fixes each digest's paper
+window (once: a retry shows the same papers, the next digest starts where this
+one ends), loads the batch's papers in one query, indexes each distinct window
+once, and then per digest only matches, renders, sends and records.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import matching, render
+from digest.config import Settings
+from digest.delivery import Outcome, Transport, is_suppressed, suppress
+from digest.message import build_message, make_message_id
+from digest.models import (
+    Digest,
+    DigestStatus,
+    Frequency,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from digest.subscriptions import manage_url, unsubscribe_url
+
+log = logging.getLogger(__name__)
+
+#: After this many transient failures a digest is given up (about two days of backoff).
+MAX_ATTEMPTS = 12
+
+
+class DigestBuilder:
+    def __init__(
+        self, settings: Settings, session: Session, digests: Sequence[Digest], now: datetime
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.now = now
+        self._fix_windows(digests)
+        starts = [d.window_start for d in digests if d.window_start is not None]
+        ends = [d.window_end for d in digests if d.window_end is not None]
+        self.papers: list[Paper] = []
+        if starts and ends:
+            self.papers = list(
+                session.scalars(
+                    select(Paper)
+                    .where(Paper.first_seen_at > min(starts), Paper.first_seen_at <= max(ends))
+                    .order_by(Paper.first_seen_at, Paper.id)
+                )
+            )
+        self._seen = [p.first_seen_at for p in self.papers]
+        self._indexes: dict[tuple[int, int], matching.PaperIndex] = {}
+
+    # -- windows --------------------------------------------------------------------
+
+    def _fix_windows(self, digests: Sequence[Digest]) -> None:
+        open_ = [d for d in digests if d.window_end is None]
+        if not open_:
+            return
+        previous = dict(
+            self.session.execute(
+                select(Digest.subscriber_id, func.max(Digest.window_end))
+                .where(
+                    Digest.subscriber_id.in_({d.subscriber_id for d in open_}),
+                    Digest.window_end.is_not(None),
+                )
+                .group_by(Digest.subscriber_id)
+            ).all()
+        )
+        for digest in open_:
+            length = timedelta(days=7 if digest.subscriber.frequency is Frequency.WEEKLY else 1)
+            digest.window_start = previous.get(digest.subscriber_id) or digest.due_at - length
+            digest.window_end = max(self.now, digest.window_start)
+
+    def _window_papers(self, digest: Digest) -> tuple[tuple[int, int], list[Paper]]:
+        assert digest.window_start is not None and digest.window_end is not None
+        lo = bisect.bisect_right(self._seen, digest.window_start)
+        hi = bisect.bisect_right(self._seen, digest.window_end)
+        return (lo, hi), self.papers[lo:hi]
+
+    def _index(self, digest: Digest) -> tuple[matching.PaperIndex, int]:
+        bounds, papers = self._window_papers(digest)
+        if bounds not in self._indexes:
+            self._indexes[bounds] = matching.build_index(papers)
+        return self._indexes[bounds], len(papers)
+
+    # -- one digest -----------------------------------------------------------------
+
+    def send_one(self, digest: Digest, transport: Transport) -> DigestStatus:
+        subscriber = digest.subscriber
+        if subscriber.status is not SubscriberStatus.ACTIVE:
+            return self._finish(digest, DigestStatus.SKIPPED, f"subscriber is {subscriber.status}")
+        if is_suppressed(self.session, subscriber.email):
+            return self._finish(digest, DigestStatus.FAILED, "address is on the suppression list")
+        index, arrived = self._index(digest)
+        matched = matching.match_subscriber(index, topic_specs(subscriber), subscriber.max_papers)
+        if not matched and not self.settings.quiet_day_note:
+            return self._finish(
+                digest,
+                DigestStatus.SKIPPED,
+                "no new papers" if arrived == 0 else f"none of {arrived} new papers matched",
+            )
+        digest.paper_ids = [m.paper.id for m in matched]
+        message_id = digest.message_id or make_message_id(digest.id, self.settings.from_domain)
+        digest.message_id = message_id
+        message = build_message(
+            self.settings,
+            render.render_digest(self._context(digest, matched, arrived)),
+            to=subscriber.email,
+            message_id=message_id,
+            unsubscribe_url=unsubscribe_url(self.settings, subscriber, self.session),
+        )
+        outcome = transport.send(message.envelope_from, subscriber.email, message.data, message_id)
+        return self._record(digest, outcome)
+
+    def _context(
+        self, digest: Digest, matched: list[matching.MatchedPaper], arrived: int
+    ) -> render.DigestContext:
+        subscriber = digest.subscriber
+        return render.DigestContext(
+            settings=self.settings,
+            email=subscriber.email,
+            timezone=subscriber.timezone,
+            date=(digest.due_at).astimezone(_zone(subscriber.timezone)).date(),
+            papers=matched,
+            topic_labels=[t.label for t in subscriber.topics],
+            manage_url=manage_url(self.settings, subscriber, self.session),
+            unsubscribe_url=unsubscribe_url(self.settings, subscriber, self.session),
+            papers_arrived=arrived,
+        )
+
+    def _record(self, digest: Digest, outcome: Outcome) -> DigestStatus:
+        digest.smtp_code = outcome.code
+        if outcome.status == "sent":
+            digest.sent_at = utcnow()
+            return self._finish(digest, DigestStatus.SENT, None)
+        if outcome.status == "unknown":
+            # The server may have the message: never resent automatically (RFC 1047).
+            return self._finish(digest, DigestStatus.UNKNOWN, outcome.message)
+        if outcome.status == "permanent":
+            suppress(self.session, digest.subscriber.email, outcome.message, outcome.code)
+            digest.subscriber.status = SubscriberStatus.BOUNCED
+            return self._finish(digest, DigestStatus.FAILED, outcome.message)
+        if digest.attempts >= MAX_ATTEMPTS:
+            return self._finish(
+                digest,
+                DigestStatus.FAILED,
+                f"gave up after {digest.attempts} attempts: {outcome.message}",
+            )
+        digest.status = DigestStatus.RETRY
+        digest.retry_at = outcome.retry_at or self.now + timedelta(minutes=5)
+        digest.error = outcome.message
+        digest.lease_owner = digest.lease_until = None
+        return DigestStatus.RETRY
+
+    def defer(self, digest: Digest, now: datetime, reason: str) -> None:
+        digest.status = DigestStatus.RETRY
+        digest.retry_at = now + timedelta(minutes=5)
+        digest.error = reason
+        digest.attempts -= 1  # not attempted: it should not count towards giving up
+        digest.lease_owner = digest.lease_until = None
+
+    def _finish(self, digest: Digest, status: DigestStatus, error: str | None) -> DigestStatus:
+        digest.status = status
+        digest.error = error
+        digest.finished_at = utcnow()
+        digest.lease_owner = digest.lease_until = None
+        return status
+
+
+def topic_specs(subscriber: Subscriber) -> list[matching.TopicSpec]:
+    return [matching.TopicSpec(id=t.id, label=t.label, query=t.query) for t in subscriber.topics]
+
+
+def _zone(name: str):  # type: ignore[no-untyped-def]
+    from digest.schedule import zone
+
+    return zone(name)

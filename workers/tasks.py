@@ -1,0 +1,66 @@
+"""Thin tasks: each calls one function of digest.pipeline and declares its retry policy.
+
+Tasks enqueue follow-up work only after the function they call has committed,
+so a worker never wakes another for a row that does not exist yet.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import OperationalError
+
+from digest import pipeline
+from digest.config import get_settings
+from digest.models import utcnow
+from workers.celery_app import app
+
+# Database hiccups are worth a quick retry; anything else is left to the sweeper.
+RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 5, "max_retries": 5}
+
+
+@app.task(name="digest.ingest", **RETRY)
+def ingest() -> dict[str, int]:
+    outcomes = pipeline.ingest_feeds(get_settings())
+    return {o.name: o.new for o in outcomes}
+
+
+@app.task(name="digest.plan", **RETRY)
+def plan() -> int:
+    settings = get_settings()
+    ids = pipeline.plan(settings, utcnow())
+    enqueue_sends(ids, settings.batch_size)
+    return len(ids)
+
+
+@app.task(name="digest.sweep", **RETRY)
+def sweep() -> int:
+    settings = get_settings()
+    ids = pipeline.sweep(settings, utcnow())
+    enqueue_sends(ids, settings.batch_size)
+    return len(ids)
+
+
+@app.task(name="digest.send_batch", **RETRY)
+def send_batch(ids: list[int], at: str | None = None) -> dict[str, int]:
+    now = datetime.fromisoformat(at) if at else None
+    return pipeline.send_batch(get_settings(), ids, now).by_status
+
+
+@app.task(name="digest.run", ignore_result=False)
+def run(at: str | None = None, fetch: bool = True) -> list[int]:
+    """`digest run` with a broker: ingest, plan, enqueue; returns the digests it covers."""
+    settings = get_settings()
+    now = datetime.fromisoformat(at) if at else utcnow()
+    if fetch:
+        pipeline.ingest_feeds(settings, now if at else None)
+    ids = sorted(
+        set(pipeline.plan(settings, now)) | set(pipeline.sweep(settings, now, grace=False))
+    )
+    enqueue_sends(ids, settings.batch_size, at)
+    return ids
+
+
+def enqueue_sends(ids: list[int], batch_size: int, at: str | None = None) -> None:
+    for batch in pipeline.batches(ids, batch_size):
+        send_batch.delay(batch, at)
