@@ -89,6 +89,8 @@ class Settings:
     lease_seconds: int = 600
     batch_size: int = 100
     ingest_interval_minutes: int = 60
+    plan_interval_seconds: int = 300
+    sweep_interval_seconds: int = 120
 
     @property
     def uses_broker(self) -> bool:
@@ -170,6 +172,9 @@ class Settings:
             values["ingest_interval_minutes"] = int(
                 _number("DIGEST_INGEST_INTERVAL_MINUTES", v, int, 1)
             )
+        for name in ("PLAN_INTERVAL_SECONDS", "SWEEP_INTERVAL_SECONDS"):
+            if v := get(f"DIGEST_{name}"):
+                values[name.lower()] = int(_number(f"DIGEST_{name}", v, int, 1))
         if values.get("dkim_key_file") and not values.get("dkim_selector"):
             raise ConfigError("DIGEST_DKIM_SELECTOR: required when DIGEST_DKIM_KEY_FILE is set")
         return cls(**values)  # type: ignore[arg-type]

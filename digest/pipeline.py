@@ -26,13 +26,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from digest import db, ingest
 from digest.config import Settings
-from digest.models import Digest, DigestStatus, Paper, Subscriber, SubscriberStatus, utcnow
+from digest.models import Digest, DigestStatus, Subscriber, SubscriberStatus, utcnow
 from digest.schedule import current_period
 
 log = logging.getLogger(__name__)
 
-#: A planned row nobody claimed for this long had its wake-up message lost.
-PLANNED_GRACE = timedelta(minutes=2)
 #: Consecutive transient failures after which a batch stops hammering the server.
 BREAKER_THRESHOLD = 5
 
@@ -132,12 +130,13 @@ def _insert_planned(
 def sweep(settings: Settings, now: datetime, grace: bool = True) -> list[int]:
     """Ids of digests that need a (new) worker: expired leases, due retries, lost wake-ups.
 
-    Planned rows younger than :data:`PLANNED_GRACE` are left alone (their wake-up is
-    probably still in the queue) unless ``grace`` is off.
+    A planned row is taken as lost once it has waited a whole lease unclaimed; younger
+    ones are left alone (their wake-up is probably still queued) unless ``grace`` is off.
     """
     db.ensure_schema(settings)
     with db.session_scope(settings) as session:
-        claimable = _claimable(now, PLANNED_GRACE if grace else timedelta(0))
+        planned_grace = timedelta(seconds=settings.lease_seconds) if grace else timedelta(0)
+        claimable = _claimable(now, planned_grace)
         return list(session.scalars(select(Digest.id).where(claimable).order_by(Digest.id)))
 
 
@@ -287,7 +286,6 @@ def period_progress(settings: Settings, digest_ids: Sequence[int]) -> dict[str, 
 __all__ = [
     "SETTLED",
     "BatchResult",
-    "Paper",
     "RunSummary",
     "batches",
     "claim",

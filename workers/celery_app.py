@@ -41,8 +41,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "digest.ingest",
             "schedule": crontab(hour=20, minute=5, day_of_week="sun-thu", nowfun=_new_york_now),
         },
-        "plan": {"task": "digest.plan", "schedule": 5 * 60.0},
-        "sweep": {"task": "digest.sweep", "schedule": 2 * 60.0},
+        "plan": {"task": "digest.plan", "schedule": float(settings.plan_interval_seconds)},
+        "sweep": {"task": "digest.sweep", "schedule": float(settings.sweep_interval_seconds)},
     }
 
 

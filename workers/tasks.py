@@ -26,32 +26,32 @@ def ingest() -> dict[str, int]:
 
 
 @app.task(name="digest.plan", **RETRY)
-def plan() -> int:
+def plan(at: str | None = None) -> int:
+    """Plan due digests and wake the senders. ``at`` (ISO 8601) replays a moment."""
     settings = get_settings()
-    ids = pipeline.plan(settings, utcnow())
-    enqueue_sends(ids, settings.batch_size)
+    ids = pipeline.plan(settings, _when(at))
+    enqueue_sends(ids, settings.batch_size, at)
     return len(ids)
 
 
 @app.task(name="digest.sweep", **RETRY)
-def sweep() -> int:
+def sweep(at: str | None = None) -> int:
     settings = get_settings()
-    ids = pipeline.sweep(settings, utcnow())
-    enqueue_sends(ids, settings.batch_size)
+    ids = pipeline.sweep(settings, _when(at))
+    enqueue_sends(ids, settings.batch_size, at)
     return len(ids)
 
 
 @app.task(name="digest.send_batch", **RETRY)
 def send_batch(ids: list[int], at: str | None = None) -> dict[str, int]:
-    now = datetime.fromisoformat(at) if at else None
-    return pipeline.send_batch(get_settings(), ids, now).by_status
+    return pipeline.send_batch(get_settings(), ids, _when(at)).by_status
 
 
 @app.task(name="digest.run", ignore_result=False)
 def run(at: str | None = None, fetch: bool = True) -> list[int]:
     """`digest run` with a broker: ingest, plan, enqueue; returns the digests it covers."""
     settings = get_settings()
-    now = datetime.fromisoformat(at) if at else utcnow()
+    now = _when(at)
     if fetch:
         pipeline.ingest_feeds(settings, now if at else None)
     ids = sorted(
@@ -64,3 +64,7 @@ def run(at: str | None = None, fetch: bool = True) -> list[int]:
 def enqueue_sends(ids: list[int], batch_size: int, at: str | None = None) -> None:
     for batch in pipeline.batches(ids, batch_size):
         send_batch.delay(batch, at)
+
+
+def _when(at: str | None) -> datetime:
+    return datetime.fromisoformat(at) if at else utcnow()
