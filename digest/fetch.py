@@ -1,0 +1,424 @@
+"""Fetch one feed URL over HTTP(S), politely and defensively.
+
+Feed URLs come from operators and from redirects chosen by strangers, so every
+hop is checked: only http(s); unless ``allow_private_feeds``, a host must not
+resolve to a loopback, private, link-local, multicast, reserved, unspecified or
+cloud-metadata address. The check runs inside the connection itself (a guarded
+httpcore network backend resolves the name once, checks every address, then
+connects to the address it checked), so DNS rebinding between check and connect
+has no window.
+
+Limits: a per-read timeout (``fetch_timeout``) plus an overall deadline of
+``OVERALL_TIMEOUT_FACTOR`` times that, enforced on every socket read, so a server
+dripping one byte at a time (even during the headers) cannot hold a worker; a
+size cap (``fetch_max_bytes``) on the decoded body, checked against
+Content-Length up front and while streaming; at most ``MAX_REDIRECTS`` redirects;
+one request per ``fetch_delay`` seconds per host within the process.
+
+Nothing is decoded here beyond Content-Encoding: parsers get the bytes and own
+charset handling.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpcore
+import httpx
+
+from digest.config import Settings
+
+MAX_REDIRECTS = 5
+OVERALL_TIMEOUT_FACTOR = 3.0
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, application/json;q=0.9, text/xml;q=0.8, */*;q=0.5"
+)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud instance-metadata endpoints: most are link-local or private already, but they
+# get their own name in the error because reaching one is the classic SSRF payoff.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "192.0.0.192")
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class FetchError(Exception):
+    """The feed could not be fetched; the message says why, in one line."""
+
+
+@dataclass
+class FetchResult:
+    url: str  # as requested
+    final_url: str  # after redirects
+    status: int
+    body: bytes | None  # None when not_modified
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str | None = None
+    not_modified: bool = False
+    redirects: list[str] = field(default_factory=list)
+
+
+# --- address policy ------------------------------------------------------------------
+
+
+def address_refusal(ip: IPAddress) -> str | None:
+    """Why we will not connect to ``ip`` (e.g. ``"a loopback"``), or None if it is public."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address wrapped in IPv6 is judged as the IPv4 address it reaches.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return address_refusal(embedded)
+        ip = ipaddress.IPv6Address(int(ip))  # drops any %scope
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata"
+    for attribute, reason in (
+        ("is_loopback", "a loopback"),
+        ("is_unspecified", "an unspecified"),
+        ("is_link_local", "a link-local"),
+        ("is_multicast", "a multicast"),
+        ("is_private", "a private"),
+        ("is_reserved", "a reserved"),
+    ):
+        if getattr(ip, attribute):
+            return reason
+    if not ip.is_global:  # carrier-grade NAT 100.64/10 and the like
+        return "a non-public"
+    return None
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise FetchError(f"cannot resolve host {host}: {reason}") from None
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if ip not in addresses:
+            addresses.append(ip)
+    if not addresses:
+        raise FetchError(f"cannot resolve host {host}: no addresses")
+    return addresses
+
+
+# --- the guarded network backend -----------------------------------------------------
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def cap(self, timeout: float | None) -> float:
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise httpcore.ReadTimeout("overall deadline passed")
+        return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """Every read and write gets at most what is left of the overall deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.cap(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.cap(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._deadline.cap(timeout))
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    def __init__(self, allow_private: bool, deadline: _Deadline) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._allow_private = allow_private
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        addresses = _resolve(host, port)
+        if not self._allow_private:
+            for ip in addresses:
+                reason = address_refusal(ip)
+                if reason:
+                    shown = "" if str(ip) == host.strip("[]") else f" ({ip})"
+                    raise FetchError(
+                        f"host {host} resolves to {reason} address{shown} "
+                        "(set DIGEST_ALLOW_PRIVATE_FEEDS=1 to allow)"
+                    )
+        last_error: Exception | None = None
+        for ip in addresses:
+            try:
+                # Connect to the address we checked, not to the name: no second lookup.
+                stream = self._inner.connect_tcp(
+                    str(ip), port, self._deadline.cap(timeout), local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last_error = exc
+                continue
+            return _DeadlineStream(stream, self._deadline)
+        assert last_error is not None
+        raise last_error
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        raise FetchError("refusing to connect to a unix socket")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, backend: _GuardedBackend, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        # httpx has no public hook for a network backend; the pool is the one thing
+        # replaced, and HTTPTransport keeps mapping httpcore errors to httpx ones.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=2,
+            max_keepalive_connections=1,
+            network_backend=backend,
+        )
+
+
+_ssl_context: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
+
+
+def _shared_ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes ~20 ms; once per process is plenty.
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
+
+
+# --- politeness ----------------------------------------------------------------------
+
+_next_slot: dict[str, float] = {}
+_slot_lock = threading.Lock()
+
+
+def _wait_for_host(host: str, delay: float) -> float:
+    """Sleep until ``host`` may be asked again; returns the seconds slept."""
+    if delay <= 0:
+        return 0.0
+    with _slot_lock:
+        now = time.monotonic()
+        slot = max(now, _next_slot.get(host, now))
+        _next_slot[host] = slot + delay  # reserve, so concurrent threads queue up
+    wait = slot - now
+    if wait > 0:
+        time.sleep(wait)
+    return max(wait, 0.0)
+
+
+# --- fetch ---------------------------------------------------------------------------
+
+
+def _check_url(url: str, redirected_from: str | None = None) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise FetchError(f"not a valid URL ({exc}): {url!r}") from None
+    scheme = parts.scheme.lower()
+    via = f" (redirected from {redirected_from})" if redirected_from else ""
+    if scheme not in ("http", "https"):
+        shown = f"{scheme}:" if scheme else "scheme-less"
+        raise FetchError(f"refusing {shown} URL{via}: only http and https feeds are fetched")
+    if not parts.hostname:
+        raise FetchError(f"no host in URL {url!r}{via}")
+    return url
+
+
+def _size(n: int) -> str:
+    mb = 1024 * 1024
+    return f"{n // mb} MB" if n % mb == 0 else f"{n:,} bytes"
+
+
+def fetch(
+    url: str,
+    settings: Settings,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> FetchResult:
+    """GET ``url`` (following up to 5 checked redirects); raise :class:`FetchError` on failure.
+
+    With ``etag``/``last_modified`` from the previous 200, sends a conditional
+    request; a 304 comes back as ``FetchResult(not_modified=True, body=None)``.
+    """
+    url = url.strip()
+    current = _check_url(url)
+    timeout = settings.fetch_timeout
+    deadline = _Deadline(timeout * OVERALL_TIMEOUT_FACTOR)
+    headers = {
+        "User-Agent": settings.user_agent,
+        "Accept": ACCEPT,
+        "Accept-Encoding": "gzip, deflate",
+    }
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    backend = _GuardedBackend(settings.allow_private_feeds, deadline)
+    transport = _GuardedTransport(backend, _shared_ssl_context())
+    redirects: list[str] = []
+    with httpx.Client(
+        transport=transport,
+        follow_redirects=False,
+        timeout=httpx.Timeout(timeout),
+        trust_env=False,
+    ) as client:
+        while True:
+            host = urlsplit(current).hostname or ""
+            slept = _wait_for_host(host, settings.fetch_delay)
+            deadline.at += slept  # waiting our turn is not the server's slowness
+            try:
+                result = _one_request(client, current, headers, settings, deadline, host)
+            except FetchError:
+                raise
+            except httpx.TimeoutException:
+                if deadline.expired():
+                    raise FetchError(
+                        f"timed out after {deadline.seconds:.1f} s: {host} is sending too slowly"
+                    ) from None
+                raise FetchError(f"timed out after {timeout:.1f} s waiting for {host}") from None
+            except httpx.InvalidURL as exc:
+                raise FetchError(f"not a valid URL ({exc}): {current!r}") from None
+            except httpx.ConnectError as exc:
+                raise FetchError(f"cannot connect to {host}: {_reason(exc)}") from None
+            except httpx.RemoteProtocolError as exc:
+                raise FetchError(f"{host} broke the HTTP protocol: {_reason(exc)}") from None
+            except httpx.DecodingError as exc:
+                raise FetchError(
+                    f"cannot decode the response from {host}: {_reason(exc)}"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise FetchError(f"network error talking to {host}: {_reason(exc)}") from None
+            if isinstance(result, str):  # a redirect
+                if len(redirects) >= MAX_REDIRECTS:
+                    raise FetchError(
+                        f"too many redirects (more than {MAX_REDIRECTS}), last to {result}"
+                    )
+                target = _check_url(result, redirected_from=current)
+                redirects.append(target)
+                current = target
+                continue
+            result.url, result.redirects = url, redirects
+            if result.not_modified:
+                # A 304 may omit the validators; the ones we sent are still current.
+                result.etag = result.etag or etag
+                result.last_modified = result.last_modified or last_modified
+            return result
+
+
+def _one_request(
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    settings: Settings,
+    deadline: _Deadline,
+    host: str,
+) -> FetchResult | str:
+    """One hop: a FetchResult, or the absolute URL a redirect points to."""
+    request = client.build_request("GET", url, headers=headers)
+    response = client.send(request, stream=True)
+    try:
+        status = response.status_code
+        if status in REDIRECT_STATUSES:
+            location = response.headers.get("location")
+            if not location:
+                raise FetchError(f"HTTP {status} redirect from {url} without a Location header")
+            return urljoin(url, location.strip())
+        common = {
+            "final_url": url,
+            "status": status,
+            "etag": response.headers.get("etag"),
+            "last_modified": response.headers.get("last-modified"),
+            "content_type": response.headers.get("content-type"),
+        }
+        if status == 304:
+            return FetchResult(url=url, body=None, not_modified=True, **common)
+        if not 200 <= status < 300:
+            raise FetchError(_status_message(response))
+        limit = settings.fetch_max_bytes
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            raise FetchError(
+                f"response larger than {_size(limit)} (Content-Length: {int(declared):,} bytes)"
+            )
+        chunks: list[bytes] = []
+        received = 0
+        for chunk in response.iter_bytes():
+            received += len(chunk)
+            if received > limit:
+                raise FetchError(f"response larger than {_size(limit)}")
+            chunks.append(chunk)
+            if deadline.expired():
+                raise httpx.ReadTimeout("overall deadline passed")
+        return FetchResult(url=url, body=b"".join(chunks), **common)
+    finally:
+        response.close()
+
+
+def _status_message(response: httpx.Response) -> str:
+    message = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    retry_after = response.headers.get("retry-after", "").strip()
+    if response.status_code in (429, 503) and retry_after.isdigit():
+        message += f" (retry after {int(retry_after)} s)"
+    return message
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    # "[Errno 111] Connection refused" reads better as "Connection refused".
+    if text.startswith("[Errno") and "] " in text:
+        text = text.split("] ", 1)[1]
+    return " ".join(text.split())

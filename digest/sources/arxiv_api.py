@@ -1,0 +1,114 @@
+"""arXiv API query results (``http://export.arxiv.org/api/query?search_query=…``).
+
+An Atom feed with the OpenSearch and arXiv extensions. Each ``<entry>`` has
+``<id>http://arxiv.org/abs/2401.00001v2</id>``, ``<published>`` (v1) and
+``<updated>`` (this version), ``<author><name>``, ``<arxiv:primary_category
+term=…>``, ``<category term=…>``, a ``title="pdf"`` link and sometimes
+``<arxiv:doi>``. A bad query comes back as a feed with one entry whose id is
+``http://arxiv.org/api/errors#…``: reported as a format error, not as a paper.
+"""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import Element
+
+from digest.sources import _xml
+from digest.sources.base import FeedFormatError, FeedParseResult, PaperRecord
+from digest.sources.ids import (
+    arxiv_abs_url,
+    arxiv_pdf_url,
+    clean_text,
+    extract_arxiv_id,
+    extract_doi,
+    html_to_text,
+    parse_date,
+    safe_http_url,
+)
+
+ATOM = "http://www.w3.org/2005/Atom"
+NS = {
+    "atom": ATOM,
+    "arxiv": "http://arxiv.org/schemas/atom",
+    "opensearch": "http://a9.com/-/spec/opensearch/1.1/",
+}
+
+
+def parse(body: bytes, url: str) -> FeedParseResult:
+    root = _xml.parse_xml(body)
+    if root.tag != f"{{{ATOM}}}feed":
+        raise FeedFormatError(
+            f"expected an arXiv API Atom feed (<feed> in the Atom namespace), got <{_xml.local_name(root.tag)}>"
+        )
+    entries = root.findall("atom:entry", NS)
+    for entry in entries:
+        entry_id = _xml.child_text(entry, "atom:id", NS).strip()
+        if "/api/errors" in entry_id:
+            message = clean_text(_xml.child_text(entry, "atom:summary", NS)) or entry_id
+            raise FeedFormatError(f"arXiv API error: {message}")
+    result = FeedParseResult(
+        papers=[], title=clean_text(_xml.child_text(root, "atom:title", NS)) or None
+    )
+    for position, entry in enumerate(entries, start=1):
+        record = _record(entry, position, result.skipped)
+        if record is not None:
+            result.papers.append(record)
+    return result
+
+
+def _record(entry: Element, position: int, skipped: list[str]) -> PaperRecord | None:
+    title = clean_text(_xml.child_text(entry, "atom:title", NS))
+    entry_id = _xml.child_text(entry, "atom:id", NS).strip()
+    links = entry.findall("atom:link", NS)
+    found = extract_arxiv_id(entry_id)
+    if not found:
+        for link in links:
+            found = extract_arxiv_id(link.get("href"))
+            if found:
+                break
+    label = title[:80] or entry_id or f"entry {position}"
+    if not found:
+        skipped.append(f"{label}: no arXiv id in <id> or links")
+        return None
+    if not title:
+        skipped.append(f"{found[0]}: no title")
+        return None
+    arxiv_id, version = found
+
+    pdf_url = None
+    for link in links:
+        if link.get("title") == "pdf" or link.get("type") == "application/pdf":
+            pdf_url = safe_http_url(link.get("href"))
+            break
+    primary = entry.find("arxiv:primary_category", NS)
+    primary_term = clean_text(primary.get("term")) if primary is not None else ""
+    categories = [primary_term] if primary_term else []
+    for category in entry.iterfind("atom:category", NS):
+        term = clean_text(category.get("term"))
+        if term and term not in categories:
+            categories.append(term)
+    authors = [
+        clean_text(_xml.child_text(a, "atom:name", NS)) for a in entry.iterfind("atom:author", NS)
+    ]
+    return PaperRecord(
+        key=f"arxiv:{arxiv_id}",
+        title=title,
+        abstract=html_to_text(_xml.child_text(entry, "atom:summary", NS)),
+        authors=[a for a in dict.fromkeys(authors) if a],
+        categories=categories,
+        primary_category=primary_term or None,
+        arxiv_id=arxiv_id,
+        version=version,
+        doi=extract_doi(_xml.child_text(entry, "arxiv:doi", NS)),
+        url=arxiv_abs_url(arxiv_id),
+        pdf_url=_https_arxiv(pdf_url) or arxiv_pdf_url(arxiv_id, version),
+        published_at=parse_date(_xml.child_text(entry, "atom:published", NS)),
+        updated_at=parse_date(_xml.child_text(entry, "atom:updated", NS)),
+        source="arxiv",
+    )
+
+
+def _https_arxiv(url: str | None) -> str | None:
+    # The API still hands out http:// links to arxiv.org, which redirects to https anyway.
+    if url and url.startswith("http://arxiv.org/"):
+        return "https://" + url[len("http://") :]
+    return url

@@ -1,0 +1,125 @@
+"""arXiv RSS listings (``https://rss.arxiv.org/rss/cs.AI+cs.LG``), the 2024+ format.
+
+Each ``<item>`` carries::
+
+    <title>…</title>
+    <link>https://arxiv.org/abs/2509.13332</link>
+    <description>arXiv:2509.13332v1 Announce Type: new
+    Abstract: …</description>
+    <guid isPermaLink="false">oai:arXiv.org:2509.13332v1</guid>
+    <category>cs.LG</category> …
+    <arxiv:announce_type>new</arxiv:announce_type>
+    <dc:creator>Ada Lovelace, Alan Turing</dc:creator>
+    <arxiv:DOI>10.…</arxiv:DOI>            (sometimes)
+
+Parsed with defusedxml's ElementTree: the format is known, and this is ~26x
+faster than feedparser (NOTES.md).
+"""
+
+from __future__ import annotations
+
+import re
+from xml.etree.ElementTree import Element
+
+from digest.sources import _xml
+from digest.sources.base import FeedFormatError, FeedParseResult, PaperRecord
+from digest.sources.ids import (
+    arxiv_abs_url,
+    arxiv_pdf_url,
+    clean_text,
+    extract_arxiv_id,
+    extract_doi,
+    html_to_text,
+    parse_date,
+)
+
+NS = {
+    "arxiv": "http://arxiv.org/schemas/atom",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "atom": "http://www.w3.org/2005/Atom",
+    "content": "http://purl.org/rss/1.0/modules/content/",
+}
+ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+
+# "arXiv:2509.13332v1 Announce Type: new \nAbstract: …" — both parts optional, so a
+# description without the prefix is still read as the abstract.
+_PREFIX_RE = re.compile(
+    r"^\s*(?:arXiv:\s*(?P<id>\S+)\s*)?(?:Announce\s+Type:\s*(?P<type>[\w-]+)\s*)?(?:Abstract:\s*)?",
+    re.IGNORECASE,
+)
+_AUTHOR_SPLIT_RE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+
+
+def parse(body: bytes, url: str) -> FeedParseResult:
+    root = _xml.parse_xml(body)
+    if _xml.local_name(root.tag) != "rss":
+        raise FeedFormatError(
+            f"expected an arXiv RSS document (<rss>), got <{_xml.local_name(root.tag)}>"
+        )
+    channel = root.find("channel")
+    if channel is None:
+        raise FeedFormatError("RSS document has no <channel>")
+    result = FeedParseResult(
+        papers=[], title=clean_text(_xml.child_text(channel, "title", NS)) or None
+    )
+    for position, item in enumerate(channel.iterfind("item"), start=1):
+        record = _record(item, position, result.skipped)
+        if record is not None:
+            result.papers.append(record)
+    return result
+
+
+def _record(item: Element, position: int, skipped: list[str]) -> PaperRecord | None:
+    title = clean_text(_xml.child_text(item, "title", NS))
+    description = _xml.child_text(item, "description", NS)
+    prefix = _PREFIX_RE.match(description)
+    assert prefix is not None  # every group is optional
+    abstract = html_to_text(description[prefix.end() :])
+
+    link = _xml.child_text(item, "link", NS).strip()
+    guid = _xml.child_text(item, "guid", NS).strip()
+    found = None
+    for candidate in (guid, f"arXiv:{prefix.group('id')}" if prefix.group("id") else "", link):
+        found = extract_arxiv_id(candidate)
+        if found:
+            break
+    label = title[:80] or guid or link or f"item {position}"
+    if not found:
+        skipped.append(f"{label}: no arXiv id in guid, description or link")
+        return None
+    if not title:
+        skipped.append(f"{found[0]}: no title")
+        return None
+    arxiv_id, version = found
+
+    announce = clean_text(_xml.child_text(item, "arxiv:announce_type", NS)).lower()
+    if not announce and prefix.group("type"):
+        announce = prefix.group("type").lower()
+    categories = _dedupe(clean_text("".join(c.itertext())) for c in item.iterfind("category"))
+    return PaperRecord(
+        key=f"arxiv:{arxiv_id}",
+        title=title,
+        abstract=abstract,
+        authors=split_authors(_xml.child_text(item, "dc:creator", NS)),
+        categories=categories,
+        # arXiv lists the primary category first; a cross-list's feed category comes later.
+        primary_category=categories[0] if categories else None,
+        arxiv_id=arxiv_id,
+        version=version,
+        doi=extract_doi(_xml.child_text(item, "arxiv:DOI", NS)),
+        url=arxiv_abs_url(arxiv_id),
+        pdf_url=arxiv_pdf_url(arxiv_id, version),
+        published_at=parse_date(_xml.child_text(item, "pubDate", NS)),
+        source="arxiv",
+        announce_type=announce if announce in ANNOUNCE_TYPES else None,
+    )
+
+
+def split_authors(text: str) -> list[str]:
+    """``"A. One, B. Two and C. Three"`` → three names, whitespace-collapsed."""
+    text = html_to_text(text)  # old listings wrapped each name in an <a> link
+    return _dedupe(clean_text(name) for name in _AUTHOR_SPLIT_RE.split(text))
+
+
+def _dedupe(values: object) -> list[str]:
+    return [v for v in dict.fromkeys(values) if v]  # type: ignore[call-overload]
