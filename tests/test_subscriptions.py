@@ -1,0 +1,406 @@
+"""Subscribers: validation, storage on both databases, status transitions, signed links."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import db
+from digest import subscriptions as subs
+from digest.config import Settings
+from digest.models import AppMeta, Digest, Frequency, Subscriber, SubscriberStatus, Topic, utcnow
+
+# A query with an unclosed quote: invalid in the topic language whatever else it grows.
+BAD_QUERY = '"machine unlearning'
+
+# --- validation (no database) ---------------------------------------------------------
+
+
+def test_normalise_email_keeps_the_address_and_lowercases_the_key() -> None:
+    assert subs.normalise_email("  Ada.Lovelace@Example.ORG ") == (
+        "Ada.Lovelace@example.org",
+        "ada.lovelace@example.org",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ("x@", "something after the @-sign"),
+        ("ada lovelace@example.org", "invalid characters"),
+        ("ada@localhost", "should have a period"),
+        ("Ada <ada@example.org>", "display name"),
+        ("", "empty"),
+    ],
+)
+def test_bad_addresses_say_what_is_wrong(text: str, detail: str) -> None:
+    with pytest.raises(subs.InvalidEmail) as caught:
+        subs.normalise_email(text)
+    message = str(caught.value)
+    assert message.startswith(f'"{text}": the email address is not valid: ')
+    assert detail in message
+    assert isinstance(caught.value, ValueError)
+
+
+def test_time_zones_are_iana_names_with_forgiving_case() -> None:
+    assert subs.validate_timezone("Europe/Paris") == "Europe/Paris"
+    assert subs.validate_timezone("europe/paris") == "Europe/Paris"
+    assert subs.validate_timezone("America/New York") == "America/New_York"
+    assert subs.validate_timezone("UTC") == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Europe/Pari", 'did you mean "Europe/Paris"'),
+        ("Paris", 'did you mean "Europe/Paris"'),
+        ("Amerca/Chicago", 'did you mean "America/Chicago"'),
+        ("+02:00", "offsets do not follow daylight saving"),
+        ("UTC+5:30", "offsets do not follow daylight saving"),
+        ("Mars/Olympus_Mons", "use an IANA time zone name"),
+        ("", "the time zone is empty"),
+    ],
+)
+def test_unknown_time_zones_get_a_suggestion(text: str, expected: str) -> None:
+    with pytest.raises(subs.SubscriptionError, match="time zone") as caught:
+        subs.validate_timezone(text)
+    assert expected in str(caught.value)
+
+
+def test_weekday_hour_max_and_frequency_are_checked() -> None:
+    assert subs.parse_weekday("Fri") == 4
+    assert subs.parse_weekday("sunday") == 6
+    assert subs.parse_weekday(2) == 2
+    assert subs.validate_hour("0") == 0 and subs.validate_hour(23) == 23
+    assert subs.validate_max_papers("100") == 100
+    assert subs.validate_frequency("Weekly") is Frequency.WEEKLY
+    for call, arg, text in [
+        (subs.parse_weekday, "fr", "weekday"),
+        (subs.parse_weekday, 7, "weekday"),
+        (subs.validate_hour, 24, "0 to 23"),
+        (subs.validate_hour, "7am", "0 to 23"),
+        (subs.validate_max_papers, 0, "1 to 100"),
+        (subs.validate_max_papers, 101, "1 to 100"),
+        (subs.validate_frequency, "monthly", "daily, weekly"),
+    ]:
+        with pytest.raises(subs.SubscriptionError, match=text):
+            call(arg)
+
+
+def test_bad_topic_query_names_the_query() -> None:
+    with pytest.raises(subs.SubscriptionError, match="bad topic query") as caught:
+        subs.validate_query(BAD_QUERY)
+    assert BAD_QUERY in str(caught.value)
+    assert subs.validate_query("  author:bengio  ") == "author:bengio"
+
+
+def test_default_label_is_the_query_shortened_at_a_word() -> None:
+    assert subs.default_label('"machine unlearning"') == '"machine unlearning"'
+    long = "diffusion models for protein structure prediction OR folding OR molecular dynamics"
+    label = subs.default_label(long)
+    assert label.endswith("…") and len(label) <= subs.DEFAULT_LABEL_LENGTH
+    assert long.startswith(label[:-1].rstrip())
+    assert not label[:-1].endswith(" ")
+
+
+# --- subscribers on SQLite and PostgreSQL -----------------------------------------------
+
+
+def _count(session: Session, model: type) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_add_pending_subscriber_with_topics(session: Session) -> None:
+    sub = subs.add_subscriber(
+        session,
+        "Ada@Example.org",
+        topics=['"machine unlearning"', "author:bengio", "author:bengio"],
+        timezone="europe/london",
+        frequency="weekly",
+        weekday="fri",
+        hour=8,
+        max_papers=10,
+        consent_source="web",
+        consent_ip="203.0.113.9",
+        consent_detail="form on /subscribe",
+    )
+    session.commit()
+    session.expire_all()
+    stored = subs.get_subscriber(session, "ADA@example.ORG")
+    assert stored is not None and stored.id == sub.id
+    assert stored.email == "Ada@example.org" and stored.email_key == "ada@example.org"
+    assert stored.status is SubscriberStatus.PENDING and stored.confirmed_at is None
+    assert (stored.timezone, stored.frequency, stored.weekday) == ("Europe/London", "weekly", 4)
+    assert (stored.send_hour, stored.max_papers) == (8, 10)
+    assert [(t.label, t.query) for t in stored.topics] == [
+        ('"machine unlearning"', '"machine unlearning"'),
+        ("author:bengio", "author:bengio"),
+    ]
+    assert (stored.consent_source, stored.consent_ip) == ("web", "203.0.113.9")
+    assert stored.consent_at is not None and stored.consent_at.tzinfo is not None
+
+
+def test_confirmed_subscriber_is_active_at_once(session: Session) -> None:
+    sub = subs.add_subscriber(session, "bob@example.org", confirmed=True)
+    assert sub.status is SubscriberStatus.ACTIVE and sub.confirmed_at is not None
+    assert (sub.timezone, sub.frequency, sub.send_hour, sub.max_papers) == ("UTC", "daily", 7, 20)
+
+
+def test_duplicate_address_is_refused_case_insensitively(session: Session) -> None:
+    subs.add_subscriber(session, "ada@example.org", confirmed=True)
+    session.commit()
+    with pytest.raises(subs.SubscriptionError) as caught:
+        subs.add_subscriber(session, "  ADA@EXAMPLE.org")
+    assert str(caught.value) == "ada@example.org is already subscribed (status: active)"
+    session.rollback()
+    assert _count(session, Subscriber) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"topics": ["llm", BAD_QUERY]}, "bad topic query"),
+        ({"timezone": "Europe/Pari"}, "unknown time zone"),
+        ({"hour": 24}, "send hour"),
+        ({"max_papers": 500}, "maximum papers"),
+        ({"frequency": "hourly"}, "frequency"),
+        ({"consent_source": "scraped"}, "consent source"),
+    ],
+)
+def test_invalid_settings_store_nothing(session: Session, kwargs: dict, message: str) -> None:
+    with pytest.raises(subs.SubscriptionError, match=message):
+        subs.add_subscriber(session, "ada@example.org", **kwargs)
+    session.commit()
+    assert _count(session, Subscriber) == 0
+    assert _count(session, Topic) == 0
+
+
+def test_status_transitions(session: Session, settings: Settings) -> None:
+    sub = subs.add_subscriber(session, "ada@example.org")
+    with pytest.raises(subs.SubscriptionError, match="has not confirmed"):
+        subs.pause(session, sub)
+    with pytest.raises(subs.SubscriptionError, match="has not confirmed"):
+        subs.resume(session, sub)
+    token = subs.make_token(settings, sub, "confirm")
+    assert subs.confirm(session, token, settings=settings) is sub
+    assert sub.status is SubscriberStatus.ACTIVE and sub.confirmed_at is not None
+    first_confirmed = sub.confirmed_at
+    subs.confirm(session, token, settings=settings)  # a second click changes nothing
+    assert sub.confirmed_at == first_confirmed
+    assert subs.resume(session, sub) is False
+    assert subs.pause(session, sub) is True and sub.status is SubscriberStatus.PAUSED
+    assert subs.pause(session, sub) is False
+    subs.confirm(session, token, settings=settings)  # confirming does not un-pause
+    assert sub.status is SubscriberStatus.PAUSED
+    assert subs.resume(session, sub) is True and sub.status is SubscriberStatus.ACTIVE
+    assert subs.unsubscribe(session, sub) is True
+    assert sub.status is SubscriberStatus.UNSUBSCRIBED and sub.unsubscribed_at is not None
+    with pytest.raises(subs.SubscriptionError, match="has unsubscribed"):
+        subs.resume(session, sub)
+    with pytest.raises(subs.SubscriptionError, match="subscribe again"):
+        subs.confirm(session, token, settings=settings)
+
+
+def test_unsubscribing_keeps_the_record_and_consent(session: Session) -> None:
+    sub = subs.add_subscriber(
+        session,
+        "ada@example.org",
+        topics=["diffusion"],
+        confirmed=True,
+        consent_source="web",
+        consent_ip="198.51.100.7",
+        consent_detail="double opt-in",
+    )
+    session.commit()
+    consent_at = sub.consent_at
+    assert subs.unsubscribe(session, sub) is True
+    session.commit()
+    first = sub.unsubscribed_at
+    assert subs.unsubscribe(session, sub) is False  # second click: first time kept
+    session.commit()
+    session.expire_all()
+    stored = subs.get_subscriber(session, "ada@example.org")
+    assert stored is not None
+    assert stored.status is SubscriberStatus.UNSUBSCRIBED and stored.unsubscribed_at == first
+    assert (stored.consent_source, stored.consent_ip, stored.consent_detail) == (
+        "web",
+        "198.51.100.7",
+        "double opt-in",
+    )
+    assert stored.consent_at == consent_at
+    assert [t.query for t in stored.topics] == ["diffusion"]
+
+
+def test_bounced_subscriber_cannot_be_paused_or_resumed(session: Session) -> None:
+    sub = subs.add_subscriber(session, "ada@example.org", confirmed=True)
+    sub.status = SubscriberStatus.BOUNCED  # what delivery does on a permanent failure
+    for action in (subs.pause, subs.resume):
+        with pytest.raises(subs.SubscriptionError, match="bounced"):
+            action(session, sub)
+    assert subs.unsubscribe(session, sub) is True
+
+
+def test_remove_deletes_topics_and_digests(session: Session) -> None:
+    sub = subs.add_subscriber(session, "ada@example.org", topics=["llm"], confirmed=True)
+    keep = subs.add_subscriber(session, "bob@example.org", topics=["rl"], confirmed=True)
+    session.add(Digest(subscriber_id=sub.id, period="2026-11-29"))
+    session.commit()
+    subs.remove(session, sub)
+    session.commit()
+    assert subs.get_subscriber(session, "ada@example.org") is None
+    assert session.scalars(select(Topic.subscriber_id)).all() == [keep.id]
+    assert _count(session, Digest) == 0
+
+
+def test_add_update_and_remove_topics(session: Session) -> None:
+    sub = subs.add_subscriber(session, "ada@example.org", confirmed=True)
+    topic = subs.add_topic(session, sub, '  "reasoning models"  ', label="  Reasoning   ")
+    assert (topic.label, topic.query) == ("Reasoning", '"reasoning models"')
+    auto = subs.add_topic(session, sub, "cat:cs.LG")
+    assert auto.label == "cat:cs.LG"
+    with pytest.raises(subs.SubscriptionError, match="already has the topic"):
+        subs.add_topic(session, sub, "cat:cs.LG")
+    with pytest.raises(subs.SubscriptionError, match="bad topic query"):
+        subs.add_topic(session, sub, BAD_QUERY)
+    session.commit()
+    other = subs.add_subscriber(session, "bob@example.org", topics=["rl"])
+    with pytest.raises(subs.SubscriptionError, match="no topic with id"):
+        subs.remove_topic(session, sub, other.topics[0].id)
+    assert subs.remove_topic(session, sub, topic.id) is topic
+    session.commit()
+    session.expire_all()
+    assert [t.query for t in sub.topics] == ["cat:cs.LG"]
+    subs.update_subscriber(session, sub, timezone="asia/tokyo", hour=21, frequency="weekly")
+    assert (sub.timezone, sub.send_hour, sub.frequency, sub.max_papers) == (
+        "Asia/Tokyo",
+        21,
+        Frequency.WEEKLY,
+        20,
+    )
+    with pytest.raises(subs.SubscriptionError, match="unknown time zone"):
+        subs.update_subscriber(session, sub, timezone="Tokio")
+    assert sub.timezone == "Asia/Tokyo"
+
+
+# --- signed links -----------------------------------------------------------------------
+
+
+def _subscriber(session: Session) -> Subscriber:
+    sub = subs.add_subscriber(session, "ada@example.org", confirmed=True)
+    session.commit()
+    return sub
+
+
+def test_tokens_round_trip_for_each_purpose(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session)
+    for purpose in subs.PURPOSES:
+        token = subs.make_token(settings, sub, purpose)
+        assert subs.read_token(settings, token, purpose) == sub.id
+        # A session of our own when the caller has none.
+        assert subs.read_token(settings, token, purpose, session=session) == sub.id
+        assert all(c.isalnum() or c in "._-" for c in token)
+
+
+def test_token_for_one_purpose_fails_for_another(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session)
+    token = subs.make_token(settings, sub, "confirm")
+    with pytest.raises(subs.TokenError, match="not valid") as caught:
+        subs.read_token(settings, token, "unsubscribe")
+    assert caught.value.kind == "invalid"
+
+
+def test_tampered_tokens_are_refused(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session)
+    other = subs.add_subscriber(session, "bob@example.org", confirmed=True)
+    session.commit()
+    token = subs.make_token(settings, sub, "manage")
+    sub_id, version, issued, mac = token.split(".")
+    flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    for forged in [
+        f"{other.id}.{version}.{issued}.{mac}",  # someone else's id, our signature
+        f"{sub_id}.{version}.{int(issued) + 86400}.{mac}",  # stretched issue time
+        f"{sub_id}.{version}.{issued}.{flipped}",
+        token[:-3],
+        "",
+        "../../etc/passwd",
+        token + "x",
+    ]:
+        with pytest.raises(subs.TokenError, match="not valid"):
+            subs.read_token(settings, forged, "manage")
+    other_key = Settings(database_url=settings.database_url, secret_key="another-key-0123456789")
+    with pytest.raises(subs.TokenError, match="not valid"):
+        subs.read_token(other_key, token, "manage")
+
+
+def test_tokens_expire_only_when_asked(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session)
+    issued = utcnow() - timedelta(days=8)
+    token = subs.make_token(settings, sub, "confirm", now=issued)
+    with pytest.raises(subs.TokenError, match="expired") as caught:
+        subs.read_token(settings, token, "confirm", max_age=subs.CONFIRM_MAX_AGE)
+    assert caught.value.kind == "expired"
+    assert subs.read_token(settings, token, "confirm", max_age=9 * 86400) == sub.id
+    unsubscribe = subs.make_token(settings, sub, "unsubscribe", now=issued - timedelta(days=900))
+    assert subs.read_token(settings, unsubscribe, "unsubscribe") == sub.id
+    with pytest.raises(subs.SubscriptionError, match="expired"):
+        subs.confirm(session, token, settings=settings)
+    future = subs.make_token(settings, sub, "manage", now=utcnow() + timedelta(days=1))
+    with pytest.raises(subs.TokenError, match="future"):
+        subs.read_token(settings, future, "manage")
+
+
+def test_bumping_token_version_invalidates_old_links(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session)
+    old = subs.make_token(settings, sub, "unsubscribe")
+    subs.rotate_tokens(session, sub)
+    session.commit()
+    with pytest.raises(subs.TokenError, match="no longer valid") as caught:
+        subs.read_token(settings, old, "unsubscribe")
+    assert caught.value.kind == "superseded"
+    new = subs.make_token(settings, sub, "unsubscribe")
+    assert subs.read_token(settings, new, "unsubscribe") == sub.id
+
+
+def test_token_for_a_deleted_subscriber_is_refused(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session)
+    token = subs.make_token(settings, sub, "manage")
+    subs.remove(session, sub)
+    session.commit()
+    with pytest.raises(subs.TokenError, match="no longer exists"):
+        subs.read_token(settings, token, "manage")
+
+
+def test_urls_are_built_on_base_url(session: Session, settings: Settings) -> None:
+    sub = _subscriber(session)
+    for kind, build in [
+        ("confirm", subs.confirm_url),
+        ("manage", subs.manage_url),
+        ("unsubscribe", subs.unsubscribe_url),
+    ]:
+        url = build(settings, sub)
+        prefix = f"https://digest.example.org/{kind}/"
+        assert url.startswith(prefix)
+        assert subs.read_token(settings, url.removeprefix(prefix), kind) == sub.id
+
+
+def test_generated_key_is_stored_once_and_survives_restarts(db_url: str, tmp_path: Path) -> None:
+    keyless = make_settings(db_url, tmp_path, secret_key="")
+    with db.session_scope(keyless) as s:
+        sub = subs.add_subscriber(s, "ada@example.org", confirmed=True)
+        token = subs.make_token(keyless, sub, "unsubscribe")
+        assert subs.make_token(keyless, sub, "unsubscribe") == token  # same second, same key
+    # A "restarted" process: new settings object, new session, no cache.
+    with db.session_scope(make_settings(db_url, tmp_path, secret_key="")) as s:
+        stored = s.get(AppMeta, subs.SECRET_KEY_META)
+        assert stored is not None and len(stored.value) >= 32
+        assert subs.read_token(keyless, token, "unsubscribe", session=s) == sub.id
+        assert _count(s, AppMeta) == 1
+    # The stored key is not a fallback for a configured one, nor the other way round.
+    configured = make_settings(db_url, tmp_path)
+    with pytest.raises(subs.TokenError):
+        subs.read_token(configured, token, "unsubscribe")
