@@ -1,0 +1,401 @@
+"""`digest subscribers …`: add, list, show, pause, resume, remove, import, export."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import subscriptions as subs
+from digest import subscriptions_io as subs_io
+from digest.commands.common import echo_json, echo_table, get_settings, open_session
+from digest.models import Subscriber, SubscriberStatus, Topic
+
+STATUS_CHOICES = [s.value for s in SubscriberStatus]
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _find(session: Session, email: str) -> Subscriber:
+    subscriber = subs.get_subscriber(session, email)
+    if subscriber is None:
+        raise click.ClickException(f"no subscriber with the address {email.strip()}")
+    return subscriber
+
+
+def _schedule(subscriber: Subscriber) -> str:
+    when = f"{subscriber.send_hour:02d}:00 {subscriber.timezone}"
+    if subscriber.frequency.value == "weekly":
+        return f"weekly on {subs.weekday_name(subscriber.weekday)} at {when}"
+    return f"daily at {when}"
+
+
+@click.group("subscribers")
+def group() -> None:
+    """Manage subscribers: the people digests go to, and their settings."""
+
+
+@group.command("add")
+@click.argument("email")
+@click.option(
+    "--topic", "topics", multiple=True, metavar="QUERY", help="A topic query (repeatable)."
+)
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Active at once: you have their consent, no confirmation email needed.",
+)
+@click.option("--tz", "timezone", default="UTC", show_default=True, help="IANA time zone.")
+@click.option(
+    "--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True
+)
+@click.option(
+    "--weekday",
+    type=click.Choice(list(subs.WEEKDAYS), case_sensitive=False),
+    default="mon",
+    show_default=True,
+    help="Send day of weekly digests.",
+)
+@click.option("--hour", type=int, default=7, show_default=True, help="Local send hour, 0-23.")
+@click.option(
+    "--max", "max_papers", type=int, default=20, show_default=True, help="Papers per digest."
+)
+def add(
+    email: str,
+    topics: tuple[str, ...],
+    confirmed: bool,
+    timezone: str,
+    frequency: str,
+    weekday: str,
+    hour: int,
+    max_papers: int,
+) -> None:
+    """Add a subscriber.
+
+    Without --confirmed the subscriber is pending: they receive nothing until they
+    open the confirmation link printed here (double opt-in). With no --topic they
+    get the day's trending Hugging Face papers.
+
+    Example: digest subscribers add ada@example.org --topic '"machine unlearning"'
+    --topic 'author:bengio' --tz Europe/London --hour 8 --confirmed
+    """
+    settings = get_settings()
+    with open_session(settings) as session:
+        try:
+            subscriber = subs.add_subscriber(
+                session,
+                email,
+                topics=topics,
+                confirmed=confirmed,
+                timezone=timezone,
+                frequency=frequency,
+                weekday=weekday,
+                hour=hour,
+                max_papers=max_papers,
+                consent_source="cli",
+                consent_detail=f"added by {_operator()} with `digest subscribers add`",
+            )
+        except subs.SubscriptionError as exc:
+            raise _fail(exc) from exc
+        count = len(subscriber.topics)
+        click.echo(
+            f"added {subscriber.email} ({subscriber.status.value}), {_schedule(subscriber)}, "
+            f"{count} topic{'' if count == 1 else 's'}, up to {subscriber.max_papers} papers"
+        )
+        if not confirmed:
+            click.echo(
+                "pending: a confirmation email is needed before any digest is sent. "
+                "Confirmation link:"
+            )
+            click.echo(subs.confirm_url(settings, subscriber, session=session))
+
+
+def _operator() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:
+        return "an operator"
+
+
+@group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(STATUS_CHOICES),
+    multiple=True,
+    help="Only these statuses (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_(status: tuple[str, ...], as_json: bool) -> None:
+    """List subscribers with their status and schedule.
+
+    Example: digest subscribers list --status pending --json
+    """
+    with open_session() as session:
+        topic_counts = (
+            select(Topic.subscriber_id, func.count().label("n"))
+            .group_by(Topic.subscriber_id)
+            .subquery()
+        )
+        query = (
+            select(Subscriber, func.coalesce(topic_counts.c.n, 0))
+            .outerjoin(topic_counts, topic_counts.c.subscriber_id == Subscriber.id)
+            .order_by(Subscriber.id)
+        )
+        if status:
+            query = query.where(Subscriber.status.in_([SubscriberStatus(s) for s in status]))
+        rows = session.execute(query).all()
+        if as_json:
+            echo_json(
+                [
+                    {
+                        "id": s.id,
+                        "email": s.email,
+                        "status": s.status.value,
+                        "timezone": s.timezone,
+                        "frequency": s.frequency.value,
+                        "weekday": subs.weekday_name(s.weekday),
+                        "hour": s.send_hour,
+                        "max": s.max_papers,
+                        "topics": n,
+                        "created_at": s.created_at,
+                    }
+                    for s, n in rows
+                ]
+            )
+            return
+        echo_table(
+            ["email", "status", "schedule", "max", "topics", "since"],
+            [(s.email, s.status, _schedule(s), s.max_papers, n, s.created_at) for s, n in rows],
+            empty="no subscribers"
+            + (f" with status {', '.join(status)}" if status else "")
+            + ": add one with `digest subscribers add EMAIL`",
+        )
+
+
+@group.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def show(email: str, as_json: bool) -> None:
+    """Show one subscriber: status, settings, topics, consent record, last digests.
+
+    Example: digest subscribers show ada@example.org
+    """
+    with open_session() as session:
+        subscriber = _find(session, email)
+        record = subs.subscriber_record(subscriber)
+        digests = subs.recent_digests(session, subscriber)
+        record["digests"] = [
+            {
+                "period": d.period,
+                "status": d.status.value,
+                "planned_at": d.planned_at,
+                "sent_at": d.sent_at,
+                "papers": len(d.paper_ids or []),
+                "attempts": d.attempts,
+                "error": d.error,
+            }
+            for d in digests
+        ]
+        if as_json:
+            echo_json(record)
+            return
+        _print_record(record, subscriber)
+
+
+def _print_record(record: dict[str, Any], subscriber: Subscriber) -> None:
+    consent = record["consent"]
+    lines = [
+        ("email", record["email"]),
+        ("status", record["status"]),
+        ("schedule", _schedule(subscriber)),
+        ("max papers", record["max"]),
+        ("created", record["created_at"]),
+        ("confirmed", record["confirmed_at"]),
+        ("unsubscribed", record["unsubscribed_at"]),
+        ("consent", f"{consent['source']} at {_when(consent['at'])}"),
+        ("consent from", consent["ip"]),
+        ("consent detail", consent["detail"]),
+    ]
+    for name, value in lines:
+        if value is not None:
+            click.echo(f"{name + ':':<16}{_when(value)}")
+    click.echo("")
+    if record["topics"]:
+        echo_table(
+            ["topic", "label", "query"],
+            [(t["id"], t["label"], t["query"]) for t in record["topics"]],
+        )
+    else:
+        click.echo("topics: none (gets the day's trending papers)")
+    click.echo("")
+    echo_table(
+        ["digest", "status", "sent", "papers", "error"],
+        [
+            (d["period"], d["status"], d["sent_at"], d["papers"], d["error"])
+            for d in record["digests"]
+        ],
+        empty="no digests yet",
+    )
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
+
+
+@group.command("pause")
+@click.argument("email")
+def pause(email: str) -> None:
+    """Stop sending digests to an active subscriber until `resume`.
+
+    Example: digest subscribers pause ada@example.org
+    """
+    _transition(email, subs.pause, "paused", "was already paused")
+
+
+@group.command("resume")
+@click.argument("email")
+def resume(email: str) -> None:
+    """Send digests again to a paused subscriber.
+
+    Example: digest subscribers resume ada@example.org
+    """
+    _transition(email, subs.resume, "resumed", "is already active")
+
+
+def _transition(email: str, action: Any, done: str, already: str) -> None:
+    with open_session() as session:
+        subscriber = _find(session, email)
+        try:
+            changed = action(session, subscriber)
+        except subs.SubscriptionError as exc:
+            raise _fail(exc) from exc
+        click.echo(f"{subscriber.email} {done if changed else already}")
+
+
+@group.command("remove")
+@click.argument("email")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--keep-record",
+    is_flag=True,
+    help="Unsubscribe instead of deleting: keep the row and its consent record.",
+)
+def remove(email: str, yes: bool, keep_record: bool) -> None:
+    """Delete a subscriber with their topics and digest history.
+
+    With --keep-record the subscriber is marked unsubscribed instead: nothing more
+    is sent, and the consent record and history stay as proof of what happened.
+    Without --yes you are asked first.
+
+    Example: digest subscribers remove ada@example.org --yes
+    """
+    with open_session() as session:
+        subscriber = _find(session, email)
+        address = subscriber.email
+        if keep_record:
+            changed = subs.unsubscribe(session, subscriber)
+            click.echo(f"{address} {'unsubscribed' if changed else 'was already unsubscribed'}")
+            return
+        if not yes:
+            click.confirm(
+                f"Delete {address} ({subscriber.status.value}), its "
+                f"{len(subscriber.topics)} topic(s) and digest history?",
+                abort=True,
+            )
+        subs.remove(session, subscriber)
+        click.echo(f"removed {address}")
+
+
+@group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
+@click.option("--dry-run", is_flag=True, help="Check every row, store nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def import_(file: Path, dry_run: bool, as_json: bool) -> None:
+    """Import subscribers from CSV, as confirmed (you must hold their consent).
+
+    The first line is a header; only `email` is required:
+
+    \b
+      email,topics,timezone,frequency,weekday,hour,max
+      ada@example.org,author:bengio; diffusion models,Europe/London,weekly,fri,8,10
+      bob@example.org
+
+    Several topics are separated by `;`. Good rows are stored, bad rows are not,
+    and each bad row is reported with its line number and reason. Exits 1 when
+    rows were bad and none could be imported.
+
+    Example: digest subscribers import readers.csv --dry-run
+    """
+    source: Any = sys.stdin.buffer if str(file) == "-" else file
+    detail = f"CSV import of {file.name if source is file else 'stdin'} by {_operator()}"
+    with open_session() as session:
+        try:
+            report = subs_io.import_csv(session, source, consent_detail=detail, dry_run=dry_run)
+        except subs.SubscriptionError as exc:
+            raise click.ClickException(f"{file}: {exc}") from exc
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        verb = "would import" if dry_run else "imported"
+        click.echo(
+            f"{verb} {report.imported} of {report.rows} rows "
+            f"({report.topics} topic{'' if report.topics == 1 else 's'}); "
+            f"{report.bad} bad row{'' if report.bad == 1 else 's'}"
+        )
+        for error in report.errors:
+            click.echo(str(error))
+    if report.bad and not report.imported:
+        raise SystemExit(1)
+
+
+@group.command("export")
+@click.option("--json", "as_json", is_flag=True, help="Full records as JSON (labels, consent).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@click.option(
+    "--status",
+    type=click.Choice(STATUS_CHOICES),
+    multiple=True,
+    help="Only these statuses (repeatable; default: active and paused).",
+)
+@click.option("--all", "all_", is_flag=True, help="Every status, unsubscribed included.")
+def export(as_json: bool, output: Path | None, status: tuple[str, ...], all_: bool) -> None:
+    """Export subscribers as CSV that `digest subscribers import` reads back.
+
+    By default only active and paused subscribers are exported: importing marks
+    everyone confirmed, so exporting the unsubscribed would undo their choice.
+
+    Example: digest subscribers export -o readers.csv
+    """
+    statuses = list(SubscriberStatus) if all_ else (status or None)
+    with open_session() as session:
+        if output is None:
+            out = sys.stdout
+            _write_export(session, out, as_json, statuses)
+            return
+        try:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                count = _write_export(session, out, as_json, statuses)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
+        click.echo(f"exported {count} subscriber{'' if count == 1 else 's'} to {output}")
+
+
+def _write_export(session: Session, out: Any, as_json: bool, statuses: Any) -> int:
+    if as_json:
+        return subs_io.export_json(session, out, statuses=statuses)
+    return subs_io.export_csv(session, out, statuses=statuses)

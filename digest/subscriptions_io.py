@@ -1,0 +1,471 @@
+"""CSV import and CSV/JSON export of subscribers.
+
+Import validates every row in Python first, then inserts the good ones in
+chunks (one multi-row INSERT … RETURNING per chunk for subscribers, one
+executemany for their topics), inside the caller's transaction: 100,000 rows
+take seconds, not a query per row. Each bad row is reported by its line number
+with every reason it was refused; good rows are stored, bad ones are not, and a
+subscriber never exists without the topics its row asked for.
+
+The CSV columns are ``email,topics,timezone,frequency,weekday,hour,max``; only
+``email`` is required. ``topics`` holds several queries separated by ``;`` (a
+``;`` inside a quoted phrase does not split). Export writes the same columns, so
+an export imports back. Topic labels and the consent record are not CSV columns:
+use the JSON export to keep them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from digest.models import Subscriber, SubscriberStatus, Topic, utcnow
+from digest.subscriptions import (
+    MAX_TOPICS,
+    SubscriptionError,
+    default_label,
+    insert_ignore,
+    normalise_email,
+    parse_weekday,
+    subscriber_record,
+    validate_frequency,
+    validate_hour,
+    validate_max_papers,
+    validate_query,
+    validate_timezone,
+    weekday_name,
+)
+
+COLUMNS = ("email", "topics", "timezone", "frequency", "hour", "max")
+#: What export writes and import reads: the documented columns plus the weekly send day.
+EXPORT_COLUMNS = ("email", "topics", "timezone", "frequency", "weekday", "hour", "max")
+HEADER_HINT = ",".join(COLUMNS)
+#: The statuses an export includes by default: people who agreed and did not leave.
+#: Exporting the unsubscribed into a file that imports as confirmed would undo their choice.
+DEFAULT_EXPORT_STATUSES = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
+_CHUNK = 5000
+_KEY_LOOKUP_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    email: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f'line {self.line}: "{self.email}": {self.reason}'
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0  # data rows read (blank lines not counted)
+    imported: int = 0
+    topics: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def bad(self) -> int:
+        return len(self.errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "topics": self.topics,
+            "bad": self.bad,
+            "dry_run": self.dry_run,
+            "errors": [{"line": e.line, "email": e.email, "reason": e.reason} for e in self.errors],
+            "warnings": self.warnings,
+        }
+
+
+def split_topics(text: str) -> list[str]:
+    """Queries separated by ``;``, ignoring a ``;`` inside double quotes."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == ";" and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _read_text(source: str | PathLike[str] | IO[bytes] | IO[str] | bytes) -> str:
+    if isinstance(source, bytes):
+        data: bytes | str = source
+    elif isinstance(source, str | PathLike):
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SubscriptionError(f"cannot read {path}: {exc.strerror or exc}") from None
+    else:
+        data = source.read()
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SubscriptionError(
+            f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}): "
+            "save it as UTF-8 (in a spreadsheet: CSV UTF-8) and import again"
+        ) from None
+
+
+class _Validator:
+    """Per-import caches: real files repeat the same zones and topics thousands of times."""
+
+    def __init__(self) -> None:
+        self.queries: dict[str, str | SubscriptionError] = {}
+
+    def query(self, text: str) -> str:
+        result = self.queries.get(text)
+        if result is None:
+            try:
+                result = validate_query(text)
+            except SubscriptionError as exc:
+                result = exc
+            self.queries[text] = result
+        if isinstance(result, SubscriptionError):
+            raise result
+        return result
+
+
+def _row_values(cells: dict[str, str], check: _Validator) -> tuple[dict[str, Any], list[str]]:
+    """The stored values of one row, and every reason it is refused (empty if good)."""
+    reasons: list[str] = []
+    values: dict[str, Any] = {}
+
+    def take(name: str, convert: Any, default: Any) -> None:
+        raw = cells.get(name, "").strip()
+        if not raw:
+            values[name] = default
+            return
+        try:
+            values[name] = convert(raw)
+        except SubscriptionError as exc:
+            reasons.append(str(exc))
+
+    email = cells.get("email", "").strip()
+    if not email:
+        reasons.append("the email address is missing")
+    else:
+        try:
+            values["email"], values["email_key"] = normalise_email(email)
+        except SubscriptionError as exc:
+            reasons.append(getattr(exc, "reason", str(exc)))
+    take("timezone", validate_timezone, "UTC")
+    take("frequency", validate_frequency, validate_frequency("daily"))
+    take("weekday", parse_weekday, 0)
+    take("hour", validate_hour, 7)
+    take("max", validate_max_papers, 20)
+    queries: list[str] = []
+    for text in split_topics(cells.get("topics", "")):
+        try:
+            queries.append(check.query(text))
+        except SubscriptionError as exc:
+            reasons.append(str(exc))
+    queries = list(dict.fromkeys(queries))
+    if len(queries) > MAX_TOPICS:
+        reasons.append(f"{len(queries)} topics: the limit is {MAX_TOPICS}")
+    values["topics"] = queries
+    return values, reasons
+
+
+def _header(row: list[str]) -> tuple[list[str], list[str]]:
+    names = [c.strip().lower() for c in row]
+    if "email" not in names:
+        found = ",".join(c.strip() for c in row)[:80]
+        if any("@" in c for c in row):
+            raise SubscriptionError(
+                f"the file has no header row (the first line is {found!r}): add a first "
+                f"line naming the columns, e.g. {HEADER_HINT} (only email is required)"
+            )
+        raise SubscriptionError(
+            f"the header has no email column (found {found!r}): the first line must name "
+            f"the columns, e.g. {HEADER_HINT} (only email is required)"
+        )
+    duplicated = sorted({n for n in names if n and names.count(n) > 1})
+    if duplicated:
+        raise SubscriptionError(f"the header names a column twice: {', '.join(duplicated)}")
+    unknown = [n or "(blank)" for n in names if n not in EXPORT_COLUMNS]
+    warnings = []
+    if unknown:
+        warnings.append(
+            f"ignoring unknown column(s): {', '.join(unknown)} (known: {', '.join(EXPORT_COLUMNS)})"
+        )
+    return names, warnings
+
+
+def _existing(session: Session, keys: Sequence[str]) -> dict[str, SubscriberStatus]:
+    found: dict[str, SubscriberStatus] = {}
+    for start in range(0, len(keys), _KEY_LOOKUP_CHUNK):
+        chunk = keys[start : start + _KEY_LOOKUP_CHUNK]
+        rows = session.execute(
+            select(Subscriber.email_key, Subscriber.status).where(Subscriber.email_key.in_(chunk))
+        )
+        found.update((key, status) for key, status in rows)
+    return found
+
+
+def import_csv(
+    session: Session,
+    file: str | PathLike[str] | IO[bytes] | IO[str] | bytes,
+    *,
+    consent_detail: str | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import subscribers from CSV as confirmed (``active``), consent source ``import``.
+
+    ``file`` is a path, bytes or an open file. Problems with the file as a whole
+    (not UTF-8, no header, broken CSV quoting) raise :class:`SubscriptionError`
+    and store nothing; problems with single rows are in the report and only
+    those rows are skipped. Flushed, not committed: the caller's transaction
+    decides. ``dry_run`` validates everything (including addresses already
+    stored) and writes nothing.
+    """
+    text = _read_text(file)
+    report = ImportReport(dry_run=dry_run)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    check = _Validator()
+    names: list[str] | None = None
+    good: list[tuple[int, dict[str, Any]]] = []
+    first_line: dict[str, int] = {}
+    line = 1
+    try:
+        for row in reader:
+            row_line, line = line, reader.line_num + 1
+            if not any(c.strip() for c in row):
+                continue
+            if names is None:
+                names, report.warnings = _header(row)
+                continue
+            report.rows += 1
+            email = row[names.index("email")].strip() if len(row) > names.index("email") else ""
+            if len(row) > len(names):
+                report.errors.append(
+                    RowError(
+                        row_line,
+                        email,
+                        f"{len(row)} fields but the header has {len(names)} "
+                        "(put a value containing commas in double quotes)",
+                    )
+                )
+                continue
+            values, reasons = _row_values(dict(zip(names, row, strict=False)), check)
+            key = values.get("email_key")
+            if key is not None and not reasons:
+                if key in first_line:
+                    reasons.append(f"the address appears twice: first on line {first_line[key]}")
+                else:
+                    first_line[key] = row_line
+            if reasons:
+                report.errors.append(RowError(row_line, email, "; ".join(reasons)))
+            else:
+                good.append((row_line, {**values, "raw": email}))
+    except csv.Error as exc:
+        raise SubscriptionError(f"line {line}: the CSV is malformed: {exc}") from None
+    if names is None:
+        raise SubscriptionError(
+            f"the file is empty: the first line must name the columns, e.g. {HEADER_HINT}"
+        )
+
+    stored = _existing(session, [v["email_key"] for _, v in good])
+    fresh: list[tuple[int, dict[str, Any]]] = []
+    for row_line, values in good:
+        status = stored.get(values["email_key"])
+        if status is None:
+            fresh.append((row_line, values))
+        else:
+            report.errors.append(
+                RowError(row_line, values["raw"], f"already subscribed (status: {status.value})")
+            )
+    if dry_run:
+        report.imported = len(fresh)
+        report.topics = sum(len(v["topics"]) for _, v in fresh)
+    else:
+        for start in range(0, len(fresh), _CHUNK):
+            _insert_chunk(session, fresh[start : start + _CHUNK], consent_detail, report)
+    report.errors.sort(key=lambda e: e.line)
+    return report
+
+
+def _insert_chunk(
+    session: Session,
+    rows: list[tuple[int, dict[str, Any]]],
+    consent_detail: str | None,
+    report: ImportReport,
+) -> None:
+    now = utcnow()
+    table = Subscriber.__table__
+    # ON CONFLICT DO NOTHING: an address subscribed through the web while we import is
+    # reported for its row instead of failing the whole import.
+    statement = insert_ignore(session, table, ["email_key"]).returning(
+        table.c.id, table.c.email_key
+    )
+    ids = dict(
+        (key, id_)
+        for id_, key in session.execute(
+            statement,
+            [
+                {
+                    "email": v["email"],
+                    "email_key": v["email_key"],
+                    "status": SubscriberStatus.ACTIVE,
+                    "timezone": v["timezone"],
+                    "frequency": v["frequency"],
+                    "weekday": v["weekday"],
+                    "send_hour": v["hour"],
+                    "max_papers": v["max"],
+                    "created_at": now,
+                    "confirmed_at": now,
+                    "unsubscribed_at": None,
+                    "consent_source": "import",
+                    "consent_at": now,
+                    "consent_ip": None,
+                    "consent_detail": consent_detail,
+                    "token_version": 0,
+                }
+                for _, v in rows
+            ],
+        )
+    )
+    topics = []
+    for row_line, values in rows:
+        subscriber_id = ids.get(values["email_key"])
+        if subscriber_id is None:
+            report.errors.append(
+                RowError(row_line, values["raw"], "already subscribed (added during the import)")
+            )
+            continue
+        report.imported += 1
+        topics.extend(
+            {
+                "subscriber_id": subscriber_id,
+                "label": default_label(q),
+                "query": q,
+                "created_at": now,
+            }
+            for q in values["topics"]
+        )
+    if topics:
+        session.execute(insert(Topic.__table__), topics)
+    report.topics += len(topics)
+    # Our inserts bypassed the identity map: make later ORM reads see them.
+    session.expire_all()
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def _statuses(statuses: Iterable[SubscriberStatus | str] | None) -> list[SubscriberStatus]:
+    return [
+        SubscriberStatus(s) for s in (DEFAULT_EXPORT_STATUSES if statuses is None else statuses)
+    ]
+
+
+def iter_subscribers(
+    session: Session, statuses: Iterable[SubscriberStatus | str] | None = None
+) -> Iterator[tuple[Subscriber, list[Topic]]]:
+    """Subscribers of these statuses (default: active and paused) with their topics, by id.
+
+    Two queries in all (subscribers, then topics), whatever the count.
+    """
+    wanted = _statuses(statuses)
+    subscribers = list(
+        session.scalars(
+            select(Subscriber).where(Subscriber.status.in_(wanted)).order_by(Subscriber.id)
+        )
+    )
+    topics: dict[int, list[Topic]] = {}
+    for topic in session.scalars(
+        select(Topic)
+        .join(Subscriber, Subscriber.id == Topic.subscriber_id)
+        .where(Subscriber.status.in_(wanted))
+        .order_by(Topic.subscriber_id, Topic.id)
+    ):
+        topics.setdefault(topic.subscriber_id, []).append(topic)
+    for subscriber in subscribers:
+        yield subscriber, topics.get(subscriber.id, [])
+
+
+def export_csv(
+    session: Session,
+    out: IO[str],
+    *,
+    statuses: Iterable[SubscriberStatus | str] | None = None,
+) -> int:
+    """Write subscribers as CSV that :func:`import_csv` reads back; returns the count."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for subscriber, topics in iter_subscribers(session, statuses):
+        writer.writerow(
+            [
+                subscriber.email,
+                "; ".join(t.query for t in topics),
+                subscriber.timezone,
+                subscriber.frequency.value,
+                weekday_name(subscriber.weekday),
+                subscriber.send_hour,
+                subscriber.max_papers,
+            ]
+        )
+        count += 1
+    return count
+
+
+def export_records(
+    session: Session, *, statuses: Iterable[SubscriberStatus | str] | None = None
+) -> list[dict[str, Any]]:
+    """Full records (status, settings, consent, labelled topics) for a JSON export."""
+    records = []
+    for subscriber, topics in iter_subscribers(session, statuses):
+        records.append(subscriber_record(subscriber, topics))
+    return records
+
+
+def export_json(
+    session: Session,
+    out: IO[str],
+    *,
+    statuses: Iterable[SubscriberStatus | str] | None = None,
+) -> int:
+    records = export_records(session, statuses=statuses)
+    json.dump(records, out, default=_json_default, indent=2, ensure_ascii=False)
+    out.write("\n")
+    return len(records)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    return {
+        status.value: count
+        for status, count in session.execute(
+            select(Subscriber.status, func.count()).group_by(Subscriber.status)
+        )
+    }

@@ -1,0 +1,306 @@
+"""`digest subscribers …` through click's CliRunner against a real database (both kinds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from conftest import TEST_SECRET
+
+from digest import subscriptions as subs
+from digest.commands import subscribers as subscribers_commands
+from digest.config import Settings
+from digest.db import session_scope
+from digest.models import Digest, DigestStatus, SubscriberStatus, utcnow
+
+BAD_QUERY = '"machine unlearning'  # unclosed quote
+
+
+def _build_cli() -> click.Group:
+    """The real `digest` command once the group is registered there, else a stand-in."""
+    try:
+        from digest.cli import cli
+
+        if "subscribers" in cli.commands:
+            return cli
+    except Exception:
+        pass
+
+    class _LazySettings:
+        _settings: Settings | None = None
+
+        def get(self) -> Settings:
+            if self._settings is None:
+                self._settings = Settings.from_env()
+            return self._settings
+
+    @click.group()
+    @click.pass_context
+    def stand_in(ctx: click.Context) -> None:
+        ctx.obj = _LazySettings()
+
+    stand_in.add_command(subscribers_commands.group)
+    return stand_in
+
+
+CLI = _build_cli()
+
+
+@pytest.fixture
+def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {
+        "DIGEST_DATABASE_URL": db_url,
+        "DIGEST_SECRET_KEY": TEST_SECRET,
+        "DIGEST_BASE_URL": "https://digest.example.org",
+        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
+    }
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(
+            CLI, ["subscribers", *args], env=env, input=input, catch_exceptions=False
+        )
+
+    return invoke
+
+
+@pytest.fixture
+def cli_settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, secret_key=TEST_SECRET)
+
+
+def _error(result: Result) -> str:
+    """The one-line error a ClickException prints, checked to be exactly one line."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0].removeprefix("Error: ")
+
+
+def test_add_pending_prints_the_confirmation_link(run, cli_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        "add", "Ada@Example.org", "--topic", '"machine unlearning"', "--topic", "author:bengio",
+        "--tz", "Europe/London", "--hour", "8", "--max", "10",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "added Ada@example.org (pending), daily at 08:00 Europe/London, 2 topics, up to 10 papers"
+    )
+    assert "a confirmation email is needed" in lines[1]
+    prefix = "https://digest.example.org/confirm/"
+    assert lines[2].startswith(prefix)
+    with session_scope(cli_settings) as session:
+        sub = subs.confirm(session, lines[2].removeprefix(prefix), settings=cli_settings)
+        assert sub.email_key == "ada@example.org" and sub.status is SubscriberStatus.ACTIVE
+        assert sub.consent_source == "cli" and "digest subscribers add" in sub.consent_detail
+
+
+def test_add_confirmed_weekly(run) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        "add", "bob@example.org", "--confirmed", "--frequency", "weekly", "--weekday", "FRI",
+        "--hour", "18",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "added bob@example.org (active), weekly on fri at 18:00 UTC, 0 topics, up to 20 papers"
+    )
+    assert "confirm" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["x@"], '"x@": the email address is not valid: There must be something after the @-sign.'),
+        (["a@example.org", "--tz", "Europe/Pari"], 'unknown time zone "Europe/Pari": did you mean'),
+        (["a@example.org", "--hour", "24"], 'the send hour "24" is not a whole hour from 0 to 23'),
+        (["a@example.org", "--max", "0"], "from 1 to 100"),
+        (["a@example.org", "--topic", BAD_QUERY], f'bad topic query "{BAD_QUERY}"'),
+    ],
+)
+def test_add_errors_are_one_line(run, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    assert message in _error(run("add", *args))
+    assert json.loads(run("list", "--json").stdout) == []
+
+
+def test_add_duplicate_says_it_exists_and_its_status(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("add", "ada@example.org", "--confirmed").exit_code == 0
+    assert _error(run("add", "ADA@example.org")) == (
+        "ada@example.org is already subscribed (status: active)"
+    )
+
+
+def test_list_filters_and_json(run) -> None:  # type: ignore[no-untyped-def]
+    assert "no subscribers" in run("list").stdout
+    run("add", "ada@example.org", "--confirmed", "--topic", "llm", "--topic", "rl")
+    run("add", "bob@example.org")
+    table = run("list").stdout
+    assert "ada@example.org" in table and "bob@example.org" in table
+    assert table.splitlines()[0].split() == [
+        "email",
+        "status",
+        "schedule",
+        "max",
+        "topics",
+        "since",
+    ]
+    rows = json.loads(run("list", "--json").stdout)
+    assert [(r["email"], r["status"], r["topics"]) for r in rows] == [
+        ("ada@example.org", "active", 2),
+        ("bob@example.org", "pending", 0),
+    ]
+    pending = json.loads(run("list", "--status", "pending", "--json").stdout)
+    assert [r["email"] for r in pending] == ["bob@example.org"]
+    assert "with status paused" in run("list", "--status", "paused").stdout
+    assert run("list", "--status", "nonsense").exit_code == 2
+
+
+def test_show_has_settings_topics_consent_and_digests(run, cli_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    run("add", "ada@example.org", "--confirmed", "--topic", "author:bengio", "--tz", "Asia/Tokyo")
+    with session_scope(cli_settings) as session:
+        sub = subs.get_subscriber(session, "ada@example.org")
+        assert sub is not None
+        session.add(
+            Digest(
+                subscriber_id=sub.id,
+                period="2026-11-28",
+                status=DigestStatus.SENT,
+                sent_at=utcnow(),
+                paper_ids=[1, 2, 3],
+            )
+        )
+    text = run("show", "ADA@example.org").stdout
+    for expected in ("status:", "active", "Asia/Tokyo", "author:bengio", "consent:", "2026-11-28"):
+        assert expected in text
+    record = json.loads(run("show", "ada@example.org", "--json").stdout)
+    assert record["status"] == "active" and record["timezone"] == "Asia/Tokyo"
+    assert record["topics"][0]["query"] == "author:bengio"
+    assert record["consent"]["source"] == "cli"
+    assert record["digests"] == [
+        {
+            "period": "2026-11-28",
+            "status": "sent",
+            "planned_at": record["digests"][0]["planned_at"],
+            "sent_at": record["digests"][0]["sent_at"],
+            "papers": 3,
+            "attempts": 0,
+            "error": None,
+        }
+    ]
+    assert _error(run("show", "nobody@example.org")) == (
+        "no subscriber with the address nobody@example.org"
+    )
+
+
+def test_pause_and_resume(run) -> None:  # type: ignore[no-untyped-def]
+    run("add", "ada@example.org", "--confirmed")
+    run("add", "bob@example.org")
+    assert run("pause", "ada@example.org").stdout.strip() == "ada@example.org paused"
+    assert run("pause", "ada@example.org").stdout.strip() == "ada@example.org was already paused"
+    assert run("resume", "ada@example.org").stdout.strip() == "ada@example.org resumed"
+    assert run("resume", "ada@example.org").stdout.strip() == "ada@example.org is already active"
+    assert "has not confirmed" in _error(run("pause", "bob@example.org"))
+    assert _error(run("resume", "carol@example.org")).startswith("no subscriber")
+
+
+def test_remove_asks_unless_yes_and_keep_record_unsubscribes(run) -> None:  # type: ignore[no-untyped-def]
+    run("add", "ada@example.org", "--confirmed", "--topic", "llm")
+    run("add", "bob@example.org", "--confirmed")
+    refused = run("remove", "ada@example.org", input="n\n")
+    assert refused.exit_code == 1 and "Delete ada@example.org (active)" in refused.output
+    assert run("show", "ada@example.org").exit_code == 0
+    assert run("remove", "ada@example.org", input="y\n").exit_code == 0
+    assert run("show", "ada@example.org").exit_code == 1
+    kept = run("remove", "bob@example.org", "--keep-record")
+    assert kept.stdout.strip() == "bob@example.org unsubscribed"
+    record = json.loads(run("show", "bob@example.org", "--json").stdout)
+    assert record["status"] == "unsubscribed" and record["unsubscribed_at"]
+    assert record["consent"]["source"] == "cli"
+    assert run("remove", "bob@example.org", "--yes").stdout.strip() == "removed bob@example.org"
+    assert json.loads(run("list", "--json").stdout) == []
+
+
+def test_import_mixed_rows_reports_each_bad_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("add", "stored@example.org", "--confirmed")
+    path = tmp_path / "readers.csv"
+    path.write_text(
+        "email,topics,timezone,frequency,hour,max,notes\n"
+        'ada@example.org,"llm; author:bengio",Europe/Paris,daily,8,10,vip\n'
+        "x@,,,,,,\n"
+        "bob@example.org,,,weekly,,,\n"
+        'carol@example.org,"""machine unlearning",,,,,\n'
+        "stored@example.org,,,,,,\n"
+        "dan@example.org,,Mars/Base,,,,\n",
+        encoding="utf-8",
+    )
+    result = run("import", str(path))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "imported 2 of 6 rows (2 topics); 4 bad rows"
+    assert lines[1].startswith('line 3: "x@": the email address is not valid: ')
+    assert lines[2].startswith(f'line 5: "carol@example.org": bad topic query "{BAD_QUERY}"')
+    assert lines[3] == 'line 6: "stored@example.org": already subscribed (status: active)'
+    assert lines[4].startswith('line 7: "dan@example.org": unknown time zone "Mars/Base"')
+    assert "warning: ignoring unknown column(s): notes" in result.stderr
+    emails = [r["email"] for r in json.loads(run("list", "--json").stdout)]
+    assert emails == ["stored@example.org", "ada@example.org", "bob@example.org"]
+    ada = json.loads(run("show", "ada@example.org", "--json").stdout)
+    assert ada["status"] == "active" and ada["consent"]["source"] == "import"
+    assert "readers.csv" in ada["consent"]["detail"]
+
+    # The same file again: every row is now bad or already there, nothing imported: exit 1.
+    again = run("import", str(path), "--json")
+    assert again.exit_code == 1
+    report = json.loads(again.stdout)
+    assert (report["imported"], report["bad"]) == (0, 6)
+
+
+def test_import_dry_run_and_file_errors(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "good.csv"
+    good.write_text("email\nada@example.org\n")
+    result = run("import", str(good), "--dry-run")
+    assert result.stdout.splitlines()[0] == "would import 1 of 1 rows (0 topics); 0 bad rows"
+    assert json.loads(run("list", "--json").stdout) == []
+    no_header = tmp_path / "no-header.csv"
+    no_header.write_text("ada@example.org,llm\n")
+    assert "the file has no header row" in _error(run("import", str(no_header)))
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("email\nbj\xf6rn@example.org\n".encode("latin-1"))
+    assert "is not UTF-8 text" in _error(run("import", str(latin)))
+    missing = run("import", str(tmp_path / "missing.csv"))
+    assert "cannot read" in _error(missing)
+
+
+def test_export_import_round_trip(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("add", "ada@example.org", "--confirmed", "--topic", '"a; b" OR c', "--topic", "llm",
+        "--tz", "America/New_York", "--frequency", "weekly", "--weekday", "wed", "--hour", "6",
+        "--max", "5")  # fmt: skip
+    run("add", "bob@example.org", "--confirmed")
+    run("pause", "bob@example.org")
+    run("add", "pending@example.org")
+    run("add", "gone@example.org", "--confirmed")
+    run("remove", "gone@example.org", "--keep-record")
+
+    exported = run("export").stdout
+    assert exported.splitlines() == [
+        "email,topics,timezone,frequency,weekday,hour,max",
+        'ada@example.org,"""a; b"" OR c; llm",America/New_York,weekly,wed,6,5',
+        "bob@example.org,,UTC,daily,mon,7,20",
+    ]
+    out = tmp_path / "export.csv"
+    written = run("export", "-o", str(out))
+    assert written.stdout.strip() == f"exported 2 subscribers to {out}"
+    assert out.read_text() == exported
+    everyone = json.loads(run("export", "--json", "--all").stdout)
+    assert sorted(r["status"] for r in everyone) == ["active", "paused", "pending", "unsubscribed"]
+    pending_only = json.loads(run("export", "--json", "--status", "pending").stdout)
+    assert [r["email"] for r in pending_only] == ["pending@example.org"]
+
+    for email in ("ada@example.org", "bob@example.org", "pending@example.org", "gone@example.org"):
+        assert run("remove", email, "--yes").exit_code == 0
+    imported = run("import", str(out))
+    assert imported.stdout.splitlines()[0] == "imported 2 of 2 rows (2 topics); 0 bad rows"
+    assert run("export").stdout == exported
