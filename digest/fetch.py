@@ -244,6 +244,7 @@ def _shared_ssl_context() -> ssl.SSLContext:
 
 _next_slot: dict[str, float] = {}
 _slot_lock = threading.Lock()
+_sleep = time.sleep  # a seam for tests, which check the waits without waiting
 
 
 def _wait_for_host(host: str, delay: float) -> float:
@@ -256,7 +257,7 @@ def _wait_for_host(host: str, delay: float) -> float:
         _next_slot[host] = slot + delay  # reserve, so concurrent threads queue up
     wait = slot - now
     if wait > 0:
-        time.sleep(wait)
+        _sleep(wait)
     return max(wait, 0.0)
 
 

@@ -81,6 +81,7 @@ def _kind_from_url(url: str) -> FeedKind | None:
 _OPENSEARCH = b"http://a9.com/-/spec/opensearch/1.1/"
 _ARXIV_NS = b"http://arxiv.org/schemas/atom"
 _ANNOUNCE_RE = re.compile(rb"<(?:[\w-]+:)?announce_type\b")
+_ARXIV_RSS_LINK = b"rss.arxiv.org/"
 _SNIFF = 64 * 1024
 
 
@@ -99,7 +100,12 @@ def _kind_from_body(body: bytes) -> FeedKind:
         raise FeedFormatError("got an HTML page, not a feed")
     if _ARXIV_NS in head and _OPENSEARCH in head and b"<feed" in head:
         return FeedKind.ARXIV_API
-    if _ARXIV_NS in head and _ANNOUNCE_RE.search(head) and b"<rss" in head:
+    # arXiv's RSS declares its namespace on <rss> even on an empty weekend listing.
+    if (
+        _ARXIV_NS in head
+        and b"<rss" in head
+        and (_ANNOUNCE_RE.search(head) or _ARXIV_RSS_LINK in head)
+    ):
         return FeedKind.ARXIV_RSS
     if head[:1] != b"<":
         raise FeedFormatError(f"not a feed: the body starts with {body[:20]!r}")

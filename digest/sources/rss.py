@@ -13,6 +13,7 @@ else the entry link.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import feedparser
@@ -47,10 +48,14 @@ def parse(body: bytes, url: str) -> FeedParseResult:
     )
     entries = parsed.get("entries") or []
     version = parsed.get("version") or ""
+    reason = parsed.get("bozo_exception")
     if not entries and not version:
-        reason = parsed.get("bozo_exception")
         detail = f": {_describe(reason)}" if reason else ""
         raise FeedFormatError(f"not an RSS or Atom feed{detail}")
+    if reason is not None and _truncated(reason):
+        # feedparser's loose parser would hand back the half-received last entry (a cut
+        # abstract); real feeds are sloppy, but a cut-off one is not worth storing.
+        raise FeedFormatError(f"not XML: {_describe(reason)} (the feed is cut off)")
     feed_info = parsed.get("feed") or {}
     result = FeedParseResult(papers=[], title=clean_text(feed_info.get("title")) or None)
     base = safe_http_url(feed_info.get("link")) or url
@@ -62,8 +67,39 @@ def parse(body: bytes, url: str) -> FeedParseResult:
     return result
 
 
+_SEMICOLON_RE = re.compile(r"\s*;\s*")
+# "Sarkar, A., Gupta, P. K., Smith, J." (bioRxiv): a comma after an initial ends a name.
+_AFTER_INITIAL_RE = re.compile(r"(?<=\b\w\.),\s+")
+
+
+def split_author_list(text: str) -> list[str]:
+    """One ``dc:creator`` string holding several names, split where that is unambiguous."""
+    if ";" in text:
+        parts = _SEMICOLON_RE.split(text)
+    elif re.search(r"\b\w\., ", text):
+        parts = _AFTER_INITIAL_RE.split(text)
+    else:
+        parts = [text]
+    return [p for p in dict.fromkeys(clean_text(p) for p in parts) if p]
+
+
+def _biorxiv_version(doi: str, links: list[str]) -> int | None:
+    suffix = re.escape(doi.split("/", 1)[1])
+    for link in links:
+        m = re.search(rf"{suffix}v(\d+)", link, re.IGNORECASE)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _truncated(exc: object) -> bool:
+    message = str(getattr(exc, "getMessage", lambda: exc)())
+    return "no element found" in message or "unclosed token" in message
+
+
 def _describe(exc: object) -> str:
-    message = clean_text(str(exc))
+    get_message = getattr(exc, "getMessage", None)
+    message = clean_text(str(get_message() if callable(get_message) else exc))
     line = getattr(exc, "getLineNumber", None)
     if callable(line):
         try:
@@ -76,7 +112,8 @@ def _describe(exc: object) -> str:
 def _record(
     entry: Any, position: int, base: str, source: str, skipped: list[str]
 ) -> PaperRecord | None:
-    title = clean_text(entry.get("title"))
+    # Generic feeds mark titles up freely (Atom type="html", entities in RSS 2.0).
+    title = html_to_text(entry.get("title"))
     links = [safe_http_url(entry.get("link"), base)]
     for link in entry.get("links") or []:
         links.append(safe_http_url(link.get("href"), base))
@@ -91,6 +128,8 @@ def _record(
     if link is None and entry_id:
         link = safe_http_url(entry_id)  # an Atom id is often the permalink
     arxiv_id, version = found if found else (None, None)
+    if not arxiv_id and doi and doi.startswith("10.1101/"):
+        version = _biorxiv_version(doi, safe_links)
     key = paper_key(arxiv_id, doi, link)
     label = title[:80] or entry_id[:80] or f"entry {position}"
     if key is None:
@@ -112,9 +151,13 @@ def _record(
     for content in entry.get("content") or []:
         if len(content.get("value") or "") > len(summary):
             summary = content["value"]
-    authors = [clean_text(a.get("name")) for a in entry.get("authors") or [] if isinstance(a, dict)]
+    authors = [
+        html_to_text(a.get("name")) for a in entry.get("authors") or [] if isinstance(a, dict)
+    ]
     if not any(authors) and entry.get("author"):
-        authors = [clean_text(entry.get("author"))]
+        authors = [html_to_text(entry.get("author"))]
+    if len(authors) == 1:
+        authors = split_author_list(authors[0])
     categories = [clean_text(t.get("term")) for t in entry.get("tags") or [] if isinstance(t, dict)]
     published = (
         entry.get("published_parsed") or entry.get("created_parsed") or entry.get("updated_parsed")

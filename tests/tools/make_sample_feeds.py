@@ -489,7 +489,109 @@ def build_fixtures(papers: list[dict]) -> dict[str, str]:
         "arxiv_rss_cs_lg.xml": rss,
         "arxiv_api_query.xml": api,
         "hf_daily.json": json.dumps(hf_papers, ensure_ascii=False, indent=2) + "\n",
+        "biorxiv.rdf": biorxiv_document(papers),
+        "blog_atom.xml": blog_document(papers, unlearning),
     }
+
+
+def biorxiv_document(papers: list[dict]) -> str:
+    """RSS 1.0 shaped like bioRxiv's subject feeds: DOIs in dc:identifier, ?rss=1 links."""
+    picks = [
+        (by_title(papers, "A Text Classification Framework for Simple and Effective Early Depression"), "2025.07.10.664123", 1),
+        (by_title(papers, "Accident Risk Prediction based on Heterogeneous"), "2025.07.11.664501", 1),
+        # The same preprint twice (v1 and v2 in one feed): one DOI, so one paper.
+        (by_title(papers, "Anomaly Detection using Autoencoders"), "2025.07.09.663870", 1),
+        (by_title(papers, "Anomaly Detection using Autoencoders"), "2025.07.09.663870", 2),
+    ]
+    links = [f"http://biorxiv.org/cgi/content/short/{d}v{v}?rss=1" for _, d, v in picks]
+    items = []
+    for (paper, doi_suffix, version), link in zip(picks, links, strict=True):
+        creators = ", ".join(f"{a.split()[-1]}, {a.split()[0][0]}." for a in paper["authors"])
+        items.append(
+            "\n".join(
+                [
+                    f'<item rdf:about="{escape(link)}">',
+                    f"<title><![CDATA[{paper['title']}]]></title>",
+                    f"<link>{escape(link)}</link>",
+                    f"<description><![CDATA[{paper['abstract']}]]></description>",
+                    f"<dc:creator><![CDATA[{creators}]]></dc:creator>",
+                    f"<dc:date>{(DAY - timedelta(days=3 - version)).date().isoformat()}</dc:date>",
+                    f"<dc:identifier>doi:10.1101/{doi_suffix}</dc:identifier>",
+                    f"<dc:title><![CDATA[{paper['title']}]]></dc:title>",
+                    "<dc:publisher>Cold Spring Harbor Laboratory</dc:publisher>",
+                    f"<prism:publicationDate>{(DAY - timedelta(days=3 - version)).date().isoformat()}</prism:publicationDate>",
+                    "<prism:section></prism:section>",
+                    "</item>",
+                ]
+            )
+        )
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:content="http://purl.org/rss/1.0/modules/content/" '
+            'xmlns:admin="http://webns.net/mvcb/" xmlns:prism="http://prismstandard.org/namespaces/1.2/basic/" '
+            'xmlns:taxo="http://purl.org/rss/1.0/modules/taxonomy/" xmlns:syn="http://purl.org/rss/1.0/modules/syndication/" '
+            'xmlns="http://purl.org/rss/1.0/">',
+            '<channel rdf:about="http://connect.biorxiv.org/biorxiv_xml/bioinformatics">',
+            "<title>bioRxiv Subject Collection: Bioinformatics</title>",
+            "<link>http://biorxiv.org</link>",
+            '<description>This feed contains articles for bioRxiv Subject Collection "Bioinformatics"</description>',
+            "<items>",
+            "<rdf:Seq>",
+            *[f'<rdf:li rdf:resource="{escape(link)}"/>' for link in links],
+            "</rdf:Seq>",
+            "</items>",
+            "<prism:eIssn/>",
+            "<prism:publicationName>bioRxiv</prism:publicationName>",
+            "</channel>",
+            *items,
+            "</rdf:RDF>",
+            "",
+        ]
+    )
+
+
+def blog_document(papers: list[dict], unlearning: dict) -> str:
+    """An Atom blog feed: relative links, an entry about an arXiv paper, an HTML title."""
+    guardrails = by_title(papers, "Current state of LLM Risks and AI Guardrails")
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            '<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://blog.example.org/">',
+            "  <title>Safety Reading Group</title>",
+            '  <link href="https://blog.example.org/" rel="alternate"/>',
+            '  <link href="https://blog.example.org/feed.atom" rel="self"/>',
+            "  <id>https://blog.example.org/</id>",
+            f"  <updated>{DAY.strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>",
+            "  <entry>",
+            "    <title>This week: open problems in unlearning</title>",
+            '    <link href="/posts/2025/unlearning-open-problems" rel="alternate"/>',
+            f'    <link href="https://arxiv.org/abs/{unlearning["id"]}v1" rel="related"/>',
+            "    <id>tag:blog.example.org,2025:post-41</id>",
+            f"    <published>{DAY.strftime('%Y-%m-%dT08:30:00+02:00')}</published>",
+            f"    <updated>{DAY.strftime('%Y-%m-%dT09:00:00+02:00')}</updated>",
+            "    <author><name>Reading\n      Group</name></author>",
+            f'    <summary type="html">{escape("<p>Our notes on <em>" + unlearning["title"] + "</em> &amp; why it matters.</p>")}</summary>',
+            "  </entry>",
+            "  <entry>",
+            f'    <title type="html">{escape(escape(guardrails["title"]) + " &amp; <b>what to do</b>")}</title>',
+            '    <link href="posts/2025/guardrails"/>',
+            "    <id>tag:blog.example.org,2025:post-40</id>",
+            f"    <updated>{(DAY - timedelta(days=7)).strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>",
+            '    <category term="guardrails"/>',
+            '    <category term="llm"/>',
+            f"    <content type=\"html\">{escape('<p>' + guardrails['abstract'] + '</p><script>alert(1)</script>')}</content>",
+            "  </entry>",
+            "  <entry>",
+            "    <title>An entry with neither a link nor a URL id</title>",
+            "    <id>urn:uuid:1225c695-cfb8-4ebb-aaaa-80da344efa6a</id>",
+            f"    <updated>{DAY.strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>",
+            "  </entry>",
+            "</feed>",
+            "",
+        ]
+    )
 
 
 def main() -> None:
