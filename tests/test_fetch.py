@@ -3,6 +3,7 @@
 The server misbehaves on purpose: slow, dripping, huge, gzip bombs, redirect
 loops, redirects to file: and to private addresses, 5xx.
 """
+# ruff: noqa: F811 - pytest fixtures imported from the feedserver plugin module
 
 from __future__ import annotations
 
@@ -119,7 +120,9 @@ def test_slow_server_times_out(feed_server: FeedServer) -> None:
 def test_dripping_body_hits_the_overall_deadline(feed_server: FeedServer) -> None:
     # Each byte arrives well within the read timeout; only the overall deadline stops it.
     settings = make(fetch_timeout=0.5)
-    with pytest.raises(FetchError, match=r"^timed out after 1\.5 s: 127\.0\.0\.1 is sending too slowly"):
+    with pytest.raises(
+        FetchError, match=r"^timed out after 1\.5 s: 127\.0\.0\.1 is sending too slowly"
+    ):
         fetch(feed_server.url("/drip?interval=0.05"), settings)
 
 
@@ -140,7 +143,9 @@ def test_huge_streamed_body_is_cut_at_the_cap(feed_server: FeedServer) -> None:
 
 @pytest.mark.integration
 def test_huge_declared_length_is_refused_up_front(feed_server: FeedServer) -> None:
-    with pytest.raises(FetchError, match=r"^response larger than 20 MB \(Content-Length: 52,428,800 bytes\)"):
+    with pytest.raises(
+        FetchError, match=r"^response larger than 20 MB \(Content-Length: 52,428,800 bytes\)"
+    ):
         fetch(feed_server.url("/huge?declare=1"), make())
 
 
@@ -189,7 +194,10 @@ def test_redirect_loop_stops(feed_server: FeedServer) -> None:
 
 @pytest.mark.integration
 def test_redirect_to_file_url_is_refused(feed_server: FeedServer) -> None:
-    with pytest.raises(FetchError, match=r"^refusing file: URL \(redirected from http://127\.0\.0\.1:\d+/redirect-file\)"):
+    with pytest.raises(
+        FetchError,
+        match=r"^refusing file: URL \(redirected from http://127\.0\.0\.1:\d+/redirect-file\)",
+    ):
         fetch(feed_server.url("/redirect-file"), make())
 
 
@@ -255,7 +263,9 @@ def test_unresolvable_host() -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_loopback_server_is_refused_without_allow_private(feed_server: FeedServer, host: str) -> None:
+def test_loopback_server_is_refused_without_allow_private(
+    feed_server: FeedServer, host: str
+) -> None:
     url = feed_server.feed_url("hf_daily.json").replace("127.0.0.1", host)
     with pytest.raises(FetchError) as excinfo:
         fetch(url, make(allow_private_feeds=False))
@@ -283,7 +293,9 @@ def test_redirect_hop_to_a_private_address_is_refused(
     # public for this test: the first hop then passes and the redirect is what is judged.
     real = fetch_module.address_refusal
     server_ip = ipaddress.ip_address(feed_server.host)
-    monkeypatch.setattr(fetch_module, "address_refusal", lambda ip: None if ip == server_ip else real(ip))
+    monkeypatch.setattr(
+        fetch_module, "address_refusal", lambda ip: None if ip == server_ip else real(ip)
+    )
     with pytest.raises(FetchError, match=f"resolves to {reason} address"):
         fetch(feed_server.url(f"/redirect?to={target}"), make(allow_private_feeds=False))
     assert feed_server.count("/redirect") == 1
@@ -325,7 +337,9 @@ def test_address_policy(ip: str, reason: str | None) -> None:
 
 
 @pytest.mark.integration
-def test_one_request_per_delay_per_host(feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_request_per_delay_per_host(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     waits: list[float] = []
     monkeypatch.setattr(fetch_module, "_next_slot", {})
     monkeypatch.setattr(fetch_module, "_sleep", waits.append)

@@ -497,8 +497,18 @@ def build_fixtures(papers: list[dict]) -> dict[str, str]:
 def biorxiv_document(papers: list[dict]) -> str:
     """RSS 1.0 shaped like bioRxiv's subject feeds: DOIs in dc:identifier, ?rss=1 links."""
     picks = [
-        (by_title(papers, "A Text Classification Framework for Simple and Effective Early Depression"), "2025.07.10.664123", 1),
-        (by_title(papers, "Accident Risk Prediction based on Heterogeneous"), "2025.07.11.664501", 1),
+        (
+            by_title(
+                papers, "A Text Classification Framework for Simple and Effective Early Depression"
+            ),
+            "2025.07.10.664123",
+            1,
+        ),
+        (
+            by_title(papers, "Accident Risk Prediction based on Heterogeneous"),
+            "2025.07.11.664501",
+            1,
+        ),
         # The same preprint twice (v1 and v2 in one feed): one DOI, so one paper.
         (by_title(papers, "Anomaly Detection using Autoencoders"), "2025.07.09.663870", 1),
         (by_title(papers, "Anomaly Detection using Autoencoders"), "2025.07.09.663870", 2),
@@ -581,7 +591,7 @@ def blog_document(papers: list[dict], unlearning: dict) -> str:
             f"    <updated>{(DAY - timedelta(days=7)).strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>",
             '    <category term="guardrails"/>',
             '    <category term="llm"/>',
-            f"    <content type=\"html\">{escape('<p>' + guardrails['abstract'] + '</p><script>alert(1)</script>')}</content>",
+            f'    <content type="html">{escape("<p>" + guardrails["abstract"] + "</p><script>alert(1)</script>")}</content>',
             "  </entry>",
             "  <entry>",
             "    <title>An entry with neither a link nor a URL id</title>",
