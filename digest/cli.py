@@ -54,7 +54,8 @@ class _LazySettings:
 
 
 for module in (db_commands, feeds, papers, run):
-    for command in getattr(module, "commands", [module.group]):
+    # getattr evaluates its default eagerly: a module with only `commands` has no `group`.
+    for command in getattr(module, "commands", None) or [module.group]:
         cli.add_command(command)
 
 
