@@ -1,0 +1,282 @@
+"""The web app: `/` and `/healthz`, in Flask's test client on both databases, then
+for real under gunicorn (fetched over HTTP) and in headless Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+from flask.testing import FlaskClient
+
+from digest.config import Settings
+from digest.web import SECURITY_HEADERS, create_app
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def closed_port_url(scheme: str) -> str:
+    """A URL on a port nothing listens on: connection refused, at once."""
+    return f"{scheme}://127.0.0.1:{free_port()}/0"
+
+
+def client_for(settings: Settings) -> FlaskClient:
+    return create_app(settings).test_client()
+
+
+def assert_security_headers(headers: object) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, name  # type: ignore[attr-defined]
+    assert "default-src 'self'" in headers.get("Content-Security-Policy")  # type: ignore[attr-defined]
+    assert headers.get("X-Frame-Options") == "DENY"  # type: ignore[attr-defined]
+
+
+# --- test client -----------------------------------------------------------------------
+
+
+def test_healthz_ok_without_broker(settings: Settings) -> None:
+    response = client_for(settings).get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"database": "ok", "broker": "not configured", "status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+    assert_security_headers(response.headers)
+
+
+@pytest.mark.integration
+def test_healthz_ok_with_real_redis(db_url: str, tmp_path: Path) -> None:
+    response = client_for(make_settings(db_url, tmp_path, broker_url=REDIS_URL)).get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"database": "ok", "broker": "ok", "status": "ok"}
+
+
+@pytest.mark.integration
+def test_healthz_degraded_when_broker_is_down(db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(db_url, tmp_path, broker_url=closed_port_url("redis"))
+    response = client_for(settings).get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert body["database"] == "ok"
+    assert body["broker"].startswith("error: ConnectionError")
+
+
+def test_healthz_degraded_when_database_is_unreachable(tmp_path: Path) -> None:
+    missing_dir = tmp_path / "no" / "such" / "dir" / "digest.db"
+    postgres_down = closed_port_url("postgresql+psycopg").rsplit("/", 1)[0] + "/digest"
+    for url in (f"sqlite:///{missing_dir}", postgres_down):
+        response = client_for(make_settings(url, tmp_path)).get("/healthz")
+        assert response.status_code == 503, url
+        body = response.get_json()
+        assert body["status"] == "degraded"
+        assert body["database"].startswith("error: OperationalError"), body
+        assert body["broker"] == "not configured"
+        # One line, no SQL, no SQLAlchemy help link.
+        assert "\n" not in body["database"] and "sqlalche.me" not in body["database"]
+
+
+def test_healthz_reports_an_unmigrated_database(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
+    response = client_for(settings).get("/healthz")
+    assert response.status_code == 503
+    assert "run `digest db upgrade`" in response.get_json()["database"]
+
+
+def test_memory_broker_is_not_checked(db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(db_url, tmp_path, broker_url="memory://")
+    response = client_for(settings).get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["broker"] == "not configured"
+
+
+def test_index_page_says_what_this_is(settings: Settings) -> None:
+    client = client_for(settings)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "<h1>Paper Digest</h1>" in page
+    assert "research papers" in page
+    assert '<link rel="stylesheet" href="/static/digest.css">' in page
+    assert "<script" not in page and "style=" not in page  # the CSP would block both
+    assert_security_headers(response.headers)
+
+    css = client.get("/static/digest.css")
+    assert css.status_code == 200
+    assert css.mimetype == "text/css"
+    assert_security_headers(css.headers)
+
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404
+    assert_security_headers(missing.headers)
+
+
+def test_importing_with_a_broken_environment_names_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env["DIGEST_DATABASE_URL"] = "ftp://example.org/db"
+    result = subprocess.run(
+        [sys.executable, "-c", "import digest.web"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ConfigError" in last_line
+    assert "DIGEST_DATABASE_URL: scheme 'ftp' not supported" in last_line
+
+
+# --- a real gunicorn -------------------------------------------------------------------
+
+
+def gunicorn_env(tmp_path: Path, **digest: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    # gunicorn keeps a control socket under $HOME: one per test, never shared.
+    env["HOME"] = str(tmp_path)
+    env.update({f"DIGEST_{k.upper()}": v for k, v in digest.items()})
+    return env
+
+
+@contextlib.contextmanager
+def gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """gunicorn serving digest.web:app on a free port; yields its base URL."""
+    port = free_port()
+    log = (tmp_path / "gunicorn.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--access-logfile",
+            "-",
+            "digest.web:app",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60  # only so a hung start fails instead of hanging
+        while True:
+            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                urllib.request.urlopen(base + "/", timeout=5).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("broker", ["up", "down"])
+def test_gunicorn_serves_healthz(db_url: str, tmp_path: Path, broker: str) -> None:
+    broker_url = REDIS_URL if broker == "up" else closed_port_url("redis")
+    env = gunicorn_env(tmp_path, database_url=db_url, broker_url=broker_url)
+    with gunicorn(tmp_path, env) as base:
+        status, headers, body = fetch(base + "/healthz")
+        index_status, index_headers, page = fetch(base + "/")
+    report = json.loads(body)
+    assert headers["Content-Type"] == "application/json"
+    assert report["database"] == "ok"
+    if broker == "up":
+        assert (status, report) == (200, {"database": "ok", "broker": "ok", "status": "ok"})
+    else:
+        assert status == 503
+        assert report["status"] == "degraded"
+        assert report["broker"].startswith("error: ")
+    assert index_status == 200
+    assert b"<h1>Paper Digest</h1>" in page
+    assert_security_headers(index_headers)
+
+
+@pytest.mark.integration
+def test_gunicorn_stops_with_the_config_error(tmp_path: Path) -> None:
+    env = gunicorn_env(tmp_path, smtp_url="http://not-smtp.example.org")
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{free_port()}", "digest.web:app"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # It halts ("Worker failed to boot") instead of respawning the worker forever.
+    assert result.returncode != 0
+    assert "Worker failed to boot" in result.stderr
+    assert "DIGEST_SMTP_URL: scheme 'http' not supported" in result.stderr
+
+
+@pytest.mark.integration
+def test_chromium_renders_the_index_page(tmp_path: Path, sqlite_template: Path) -> None:
+    database = tmp_path / "digest.db"
+    shutil.copy(sqlite_template, database)
+    env = gunicorn_env(tmp_path, database_url=f"sqlite:///{database}")
+    with gunicorn(tmp_path, env) as base:
+        result = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--dump-dom",
+                base + "/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    assert "<title>Paper Digest</title>" in dom
+    assert "<h1>Paper Digest</h1>" in dom
+    assert "research papers" in dom
+    # The browser fetched the stylesheet: the Content-Security-Policy let our own file in.
+    access_log = (tmp_path / "gunicorn.log").read_text()
+    assert '"GET /static/digest.css HTTP/1.1" 200' in access_log, access_log
