@@ -160,8 +160,8 @@ def load_seed() -> list[dict[str, object]]:
 
 
 def rss_date(dt: datetime) -> str:
-    eastern = dt.astimezone(UTC) - timedelta(hours=4)
-    return eastern.strftime("%a, %d %b %Y %H:%M:%S -0400")
+    # arXiv stamps a listing with midnight US/Eastern of the announcement day.
+    return dt.strftime("%a, %d %b %Y 00:00:00 -0400")
 
 
 def rss_item(
