@@ -476,6 +476,15 @@ def test_dev_profile_routes_mail_to_mailpit() -> None:
         assert interpolate(raw, {**env_set, "DIGEST_SMTP_URL": ""}) == "", name
         settings = Settings.from_env({**env_set, "DIGEST_SMTP_URL": interpolate(raw, env_set)})
         assert settings.smtp_url == "smtp://mailpit:1025"
+    # The transport reads it as plain SMTP to Mailpit's port (Mailpit offers no TLS).
+    from digest.delivery import parse_smtp_url
+
+    transport = parse_smtp_url("smtp://mailpit:1025")
+    assert (transport.host, transport.port, transport.security) == ("mailpit", 1025, "none")
+    assert "mailpit" in services and transport.port in {int(p) for p in ports}
+    # The production example in .env.example is a URL the transport accepts.
+    _, commented = read_env_file(ENV_EXAMPLE)
+    assert parse_smtp_url(commented["DIGEST_SMTP_URL"]).security == "starttls"
 
 
 @pytest.mark.parametrize("service", ["migrate", "worker", "beat", "web"])
