@@ -1,28 +1,562 @@
 """The topic query language: text -> AST, with clear errors.
 
-CONTRACT STUB (issue 3 fills this in): ``parse(text)`` returns a :class:`Query`
-or raises :class:`QueryError` whose message says what is wrong and where.
+A topic is one line a reader writes. ``parse(text)`` returns a :class:`Query`
+holding the syntax tree, or raises :class:`QueryError` whose message says what
+is wrong and where (``unclosed quote at column 14``). Every string either
+parses or raises ``QueryError``; nothing else escapes (a property test checks).
+
+Syntax
+------
+``machine unlearning``
+    Words: all must appear (implicit AND), in the title or the abstract.
+    Case-insensitive, across simple inflections (model/models, LLM/LLMs,
+    study/studies, tune/tuning). A hyphenated word matches written with a
+    hyphen, a space or nothing: ``fine-tuning`` finds "fine-tuning", "fine
+    tuning" and "finetuning". Common words (the, of, on, for, ...) are ignored
+    outside quotes. Papers where the words stand together rank higher.
+``"exact phrase"``
+    The words in this order, next to each other (inflections still fold).
+``a OR b``, ``a AND b``, ``NOT a``, ``-a``, ``( ... )``
+    Operators are upper case; lower-case "or"/"and"/"not" are ordinary
+    (ignored) words. AND binds tighter than OR: ``a b OR c`` is ``(a b) OR c``.
+``title:word``, ``title:"a phrase"``, ``title:(a OR b)``, ``abstract:...``
+    Look only in the title or only in the abstract (``ti:``, ``abs:`` too).
+``author:bengio``, ``author:"yoshua bengio"``
+    An author by surname, or full name: matches "Yoshua Bengio", "Y. Bengio"
+    and "Bengio, Yoshua" (``au:`` too).
+``cat:cs.LG``, ``cat:cs.*``
+    arXiv category, exact or by prefix.
+``source:hf``
+    Papers seen in a source ("hf" Hugging Face Daily Papers, "arxiv", or a
+    feed's host name).
+``upvotes:>=10``
+    Hugging Face upvotes; ``>``, ``>=``, ``<``, ``<=``, ``=``.
+``trending``
+    On its own, the built-in topic: the period's most upvoted Hugging Face
+    papers (as a word inside a longer query it is just a word).
+
+Semantic topics (need ``pip install 'digest[semantic]'``)
+    ``~safety of reasoning models under fine-tuning``: a query that *starts*
+    with ``~`` is a plain-language description; papers whose meaning is close
+    to it match (sentence-embedding cosine similarity), whatever words they use.
+    ``like:2401.00001``: papers similar to that arXiv paper. ``like:`` is a term
+    like any other: ``like:2401.00001 -cat:cs.CV`` works.
 """
 
 from __future__ import annotations
 
+import difflib
+import itertools
+import re
 from dataclasses import dataclass
+from functools import lru_cache
+
+from digest import text as textmod
 
 
 class QueryError(ValueError):
     """A topic query that cannot be parsed; ``str()`` says what and where."""
 
-    def __init__(self, message: str, column: int | None = None) -> None:
-        super().__init__(message if column is None else f"{message} at column {column}")
+    def __init__(self, message: str, column: int | None = None, hint: str = "") -> None:
+        where = "" if column is None else f" at column {column}"
+        super().__init__(f"{message}{where}{hint}")
         self.column = column
+
+
+MAX_LENGTH = 1000
+MAX_TERMS = 64
+MAX_DEPTH = 24
+MAX_UPVOTES = 10**9
+SEMANTIC_HINT = "semantic topics need the semantic extra: pip install 'digest[semantic]'"
+
+# --- the syntax tree -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Words in the title and/or abstract.
+
+    ``seqs`` are alternatives, each a run of terms that must stand in a row:
+    ``fine-tuning`` -> (("fine", "tune"), ("finetun",)).
+    """
+
+    field: str | None  # "title", "abstract", or None for either
+    seqs: tuple[tuple[str, ...], ...]
+    display: str  # as the reader wrote it, for the reason line
+    quoted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    surname: str  # normalised
+    given: tuple[str, ...] = ()  # normalised given names or initials
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    value: str  # lower-cased, without a trailing ".*"
+    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upvotes:
+    op: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trending:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Like:
+    paper_id: str  # an arXiv id without version, or any stored paper key
+
+
+@dataclass(frozen=True, slots=True)
+class Semantic:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+
+Leaf = Text | Author | Category | Source | Upvotes | Trending | Like | Semantic
+Node = Leaf | And | Or | Not
 
 
 @dataclass(frozen=True)
 class Query:
     text: str
+    root: Node
+
+    @property
+    def is_semantic(self) -> bool:
+        return any(isinstance(leaf, Like | Semantic) for leaf in leaves(self.root))
+
+    @property
+    def is_trending(self) -> bool:
+        return isinstance(self.root, Trending)
+
+
+def leaves(node: Node, negated: bool = False, *, positive_only: bool = False) -> list[Leaf]:
+    """The leaves of a tree, left to right; with ``positive_only``, not those under NOT."""
+    if isinstance(node, And | Or):
+        out: list[Leaf] = []
+        for child in node.children:
+            out.extend(leaves(child, negated, positive_only=positive_only))
+        return out
+    if isinstance(node, Not):
+        if positive_only:
+            return []
+        return leaves(node.child, not negated, positive_only=positive_only)
+    return [node]
+
+
+# --- the lexer -------------------------------------------------------------------------
+
+FIELDS = {
+    "title": "title",
+    "ti": "title",
+    "abstract": "abstract",
+    "abs": "abstract",
+    "author": "author",
+    "au": "author",
+    "cat": "cat",
+    "category": "cat",
+    "source": "source",
+    "src": "source",
+    "upvotes": "upvotes",
+    "like": "like",
+}
+_SUGGESTABLE = ["title", "abstract", "author", "cat", "source", "upvotes", "like"]
+_FIELD_RE = re.compile(r"([A-Za-z]+):(.*)\Z", re.S)
+_UPVOTES_RE = re.compile(r"(>=|<=|>|<|=)?([0-9]+)\Z")
+_CATEGORY_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*(\.\*|\*)?\Z")
+_LIKE_RE = re.compile(
+    r"(?:arxiv:)?([0-9]{4}\.[0-9]{4,5}|[a-z-]+(?:\.[A-Z]{2})?/[0-9]{7})(?:v[0-9]+)?\Z", re.I
+)
+_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"'})
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # WORD QUOTED LPAREN RPAREN OR AND NOT MINUS FIELD EOF
+    value: str
+    column: int  # 1-based
+    field: str = ""  # for FIELD: canonical field name; value is the inline value
+
+
+def _lex(text: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        col = i + 1
+        if ch == "(":
+            out.append(_Tok("LPAREN", ch, col))
+            i += 1
+        elif ch == ")":
+            out.append(_Tok("RPAREN", ch, col))
+            i += 1
+        elif ch == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise QueryError("unclosed quote", col)
+            out.append(_Tok("QUOTED", text[i + 1 : end], col))
+            i = end + 1
+        elif ch == "-" and i + 1 < n and not text[i + 1].isspace() and text[i + 1] not in "-)":
+            out.append(_Tok("MINUS", ch, col))
+            i += 1
+        else:
+            j = i
+            while j < n and not text[j].isspace() and text[j] not in '()"':
+                j += 1
+            word = text[i:j]
+            i = j
+            if word in ("OR", "AND", "NOT"):
+                out.append(_Tok(word, word, col))
+                continue
+            m = _FIELD_RE.match(word)
+            if m:
+                name, value = m.group(1), m.group(2)
+                canonical = FIELDS.get(name.lower())
+                if canonical is None:
+                    guess = difflib.get_close_matches(name.lower(), _SUGGESTABLE, n=1, cutoff=0.6)
+                    if value or guess:
+                        hint = (
+                            f" (did you mean {guess[0]}:?)"
+                            if guess
+                            else f"; fields are {', '.join(f + ':' for f in _SUGGESTABLE)}"
+                        )
+                        raise QueryError(f"unknown field '{name}:'", col, hint)
+                    # "AEGIS: online moderation": a colon as punctuation, not a field.
+                    out.append(_Tok("WORD", word, col))
+                    continue
+                if not value and (i >= n or text[i] not in '("'):
+                    what = "a number" if canonical == "upvotes" else "a value"
+                    raise QueryError(
+                        f"{name}: expects {what} like {_example(canonical)} (no space after the colon)",
+                        col,
+                    )
+                out.append(_Tok("FIELD", value, col, canonical))
+                continue
+            out.append(_Tok("WORD", word, col))
+    out.append(_Tok("EOF", "", n + 1))
+    return out
+
+
+def _example(field: str) -> str:
+    return {
+        "title": 'title:unlearning or title:"machine unlearning"',
+        "abstract": "abstract:guardrails",
+        "author": 'author:bengio or author:"yoshua bengio"',
+        "cat": "cat:cs.LG or cat:cs.*",
+        "source": "source:hf",
+        "upvotes": "upvotes:>=10",
+        "like": "like:2401.00001",
+    }[field]
+
+
+# --- the parser ------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, tokens: list[_Tok]) -> None:
+        self.tokens = tokens
+        self.i = 0
+        self.depth = 0
+        self.terms = 0
+        self.dropped: list[str] = []  # stop words left out, for the error message
+
+    def peek(self) -> _Tok:
+        return self.tokens[self.i]
+
+    def next(self) -> _Tok:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def parse(self) -> Node | None:
+        node = self.or_expr(None)
+        tok = self.peek()
+        if tok.kind == "RPAREN":
+            raise QueryError("unbalanced parenthesis: ')' without '('", tok.column)
+        return node
+
+    def or_expr(self, field: str | None) -> Node | None:
+        first = self.peek()
+        if first.kind == "OR":
+            raise QueryError("OR needs a term on its left", first.column)
+        branches = [self.and_expr(field)]
+        while self.peek().kind == "OR":
+            op = self.next()
+            if self.peek().kind in ("EOF", "RPAREN", "OR"):
+                raise QueryError("OR needs a term on its right", op.column)
+            branches.append(self.and_expr(field))
+        kept = [b for b in branches if b is not None]
+        if not kept:
+            return None
+        if len(kept) == 1:
+            return kept[0]
+        return Or(tuple(kept))
+
+    def and_expr(self, field: str | None) -> Node | None:
+        parts: list[Node] = []
+        seen = False  # a term was read, even one dropped as a common word
+        while True:
+            tok = self.peek()
+            if tok.kind in ("EOF", "RPAREN", "OR"):
+                break
+            if tok.kind == "AND":
+                self.next()
+                if not seen:
+                    raise QueryError("AND needs a term on its left", tok.column)
+                if self.peek().kind in ("EOF", "RPAREN", "OR", "AND"):
+                    raise QueryError("AND needs a term on its right", tok.column)
+                continue
+            node = self.unary(field)
+            seen = True
+            if node is not None:
+                parts.append(node)
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return And(tuple(parts))
+
+    def unary(self, field: str | None) -> Node | None:
+        tok = self.peek()
+        if tok.kind in ("NOT", "MINUS"):
+            self.next()
+            if self.peek().kind in ("EOF", "RPAREN", "OR", "AND"):
+                what = "NOT" if tok.kind == "NOT" else "'-'"
+                raise QueryError(f"{what} needs a term after it", tok.column)
+            child = self.unary(field)
+            return None if child is None else Not(child)
+        return self.primary(field)
+
+    def primary(self, field: str | None) -> Node | None:
+        tok = self.next()
+        if tok.kind == "LPAREN":
+            return self.group(tok, field)
+        if tok.kind == "QUOTED":
+            return self.text(tok.value, tok.column, field, quoted=True)
+        if tok.kind == "WORD":
+            return self.text(tok.value, tok.column, field, quoted=False)
+        if tok.kind == "FIELD":
+            return self.field(tok)
+        # NOT/MINUS are handled by unary; what is left here can only be misplaced.
+        raise QueryError(f"unexpected {tok.value or tok.kind}", tok.column)
+
+    def group(self, open_tok: _Tok, field: str | None) -> Node | None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(f"parentheses nested deeper than {MAX_DEPTH}", open_tok.column)
+        if self.peek().kind == "RPAREN":
+            raise QueryError("empty parentheses", open_tok.column)
+        node = self.or_expr(field)
+        close = self.next()
+        if close.kind != "RPAREN":
+            raise QueryError("unbalanced parenthesis: '(' is never closed", open_tok.column)
+        self.depth -= 1
+        return node
+
+    def count(self, column: int) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise QueryError(f"too many terms (the limit is {MAX_TERMS})", column)
+
+    def text(self, written: str, column: int, field: str | None, *, quoted: bool) -> Node | None:
+        # One unquoted token with punctuation inside ("cs.LG", "state-of-the-art") is a
+        # phrase of its words; a quoted phrase keeps its common words for word order.
+        words = textmod.query_words(written)
+        if words and all(textmod.is_stop_word(w) for w in words):
+            self.dropped.extend(words)
+            return None
+        if not words:
+            if quoted:
+                raise QueryError("phrase has no words", column)
+            return None
+        self.count(column)
+        per_word = [textmod.alternatives(w) for w in words]
+        combos = 1
+        for alts in per_word:
+            combos *= len(alts)
+        if combos > 64:
+            raise QueryError("phrase has too many hyphenated words", column)
+        seqs = tuple(
+            tuple(itertools.chain.from_iterable(choice)) for choice in itertools.product(*per_word)
+        )
+        return Text(field, seqs, " ".join(words), quoted)
+
+    def field(self, tok: _Tok) -> Node | None:
+        name, value, col = tok.field, tok.value, tok.column
+        if name in ("title", "abstract"):
+            if value:
+                return self.text(value, col, name, quoted=False)
+            nxt = self.next()
+            if nxt.kind == "QUOTED":
+                return self.text(nxt.value, nxt.column, name, quoted=True)
+            return self.group(nxt, name)  # next() was '(' (the lexer checked)
+        if not value:
+            nxt = self.next()
+            if nxt.kind != "QUOTED":
+                raise QueryError(f"{name}: expects a value like {_example(name)}", col)
+            value = nxt.value
+        self.count(col)
+        if name == "author":
+            return _author(value, col)
+        if name == "cat":
+            m = _CATEGORY_RE.match(value.strip())
+            if not m:
+                raise QueryError(
+                    f"cat: expects a category like cat:cs.LG or cat:cs.*, got '{value}'", col
+                )
+            raw = value.strip().lower()
+            if m.group(1):
+                return Category(raw[: -len(m.group(1))], prefix=True)
+            return Category(raw)
+        if name == "source":
+            src = value.strip().lower()
+            if not src or any(c.isspace() for c in src):
+                raise QueryError("source: expects one name like source:hf or source:arxiv", col)
+            return Source(src)
+        if name == "upvotes":
+            m = _UPVOTES_RE.match(value.strip())
+            if not m:
+                raise QueryError(f"upvotes: expects a number like upvotes:>=10, got '{value}'", col)
+            number = int(m.group(2))
+            if number > MAX_UPVOTES:
+                raise QueryError("upvotes: number too large", col)
+            return Upvotes(m.group(1) or ">=", number)
+        if name == "like":
+            m = _LIKE_RE.match(value.strip())
+            if not m:
+                raise QueryError(
+                    f"like: expects an arXiv id like like:2401.00001, got '{value}'", col
+                )
+            return Like(m.group(1).lower())
+        raise QueryError(f"unknown field '{name}:'", col)  # pragma: no cover - FIELDS is closed
+
+
+_INITIALS = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*")
+
+
+def _author(value: str, column: int) -> Author:
+    """author:bengio, author:"yoshua bengio", author:"Bengio, Y." -> surname + given names."""
+    if "," in value:
+        last, _, first = value.partition(",")
+        surname_words = _INITIALS.findall(last)
+        given_words = _INITIALS.findall(first)
+    else:
+        names = _INITIALS.findall(value)
+        surname_words, given_words = names[-1:], names[:-1]
+    if not surname_words:
+        raise QueryError("author: expects a name like author:bengio", column)
+    surname = textmod.normalise(" ".join(surname_words))
+    given = tuple(textmod.normalise(g) for g in given_words)
+    display = " ".join([*given_words, *surname_words])
+    return Author(surname, given, display)
+
+
+def _require_semantic(column: int | None) -> None:
+    from digest import semantic
+
+    if not semantic.available():
+        raise QueryError(SEMANTIC_HINT, column)
+
+
+def _positive(node: Node) -> bool:
+    """Can this node match without a NOT doing all the work?"""
+    if isinstance(node, Not):
+        return False
+    if isinstance(node, And):
+        return any(_positive(c) for c in node.children)
+    if isinstance(node, Or):
+        return all(_positive(c) for c in node.children)
+    return True
 
 
 def parse(text: str) -> Query:
-    if not text.strip():
+    """Parse one topic query; raise :class:`QueryError` saying what is wrong and where.
+
+    Results are cached: the same topic text of many subscribers is parsed once.
+    """
+    if not isinstance(text, str):
+        raise QueryError("query must be text")
+    query = _parse(text)
+    if query.is_semantic:
+        column = text.find("like:") + 1 if isinstance(query.root, And | Or | Not | Like) else None
+        _require_semantic(column or None)
+    return query
+
+
+@lru_cache(maxsize=65536)
+def _parse(text: str) -> Query:
+    if len(text) > MAX_LENGTH:
+        raise QueryError(f"query is too long ({len(text)} characters; the limit is {MAX_LENGTH})")
+    source = text.translate(_QUOTES)
+    stripped = source.strip()
+    if not stripped:
         raise QueryError("empty query")
-    return Query(text)
+    if "\x00" in source:
+        raise QueryError("query contains a NUL character")
+    if stripped.lower() == "trending":
+        return Query(text, Trending())
+    if stripped.startswith("~"):
+        sentence = " ".join(stripped[1:].split())
+        content = [w for w in textmod.query_words(sentence) if not textmod.is_stop_word(w)]
+        if not content:
+            raise QueryError("~ needs a sentence after it, e.g. ~safety of reasoning models")
+        return Query(text, Semantic(sentence))
+    parser = _Parser(_lex(source))
+    root = parser.parse()
+    if root is None:
+        if parser.dropped:
+            shown = ", ".join(f"'{w}'" for w in dict.fromkeys(w.lower() for w in parser.dropped))
+            raise QueryError(
+                f"query has only common words ({shown}) that would match almost every paper; "
+                "add a more specific word or put a phrase in quotes"
+            )
+        raise QueryError("query has no words to match")
+    if not _positive(root):
+        if isinstance(root, Not) or (
+            isinstance(root, And) and not any(_positive(c) for c in root.children)
+        ):
+            raise QueryError("query matches nothing: only NOT terms; add a word to look for")
+        raise QueryError(
+            "query matches nothing useful: each side of an OR needs a term that is not negated"
+        )
+    return Query(text, root)
+
+
+def check(text: str) -> str | None:
+    """The error message for a bad query, or None: for forms and CSV imports."""
+    try:
+        parse(text)
+    except QueryError as exc:
+        return str(exc)
+    return None
