@@ -26,6 +26,8 @@ import socket
 import ssl
 import threading
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -386,6 +388,9 @@ def _one_request(
             "content_type": response.headers.get("content-type"),
         }
         if status == 304:
+            if "If-None-Match" not in headers and "If-Modified-Since" not in headers:
+                # Callers rely on "no validators sent, so a body comes back".
+                raise FetchError("HTTP 304 Not Modified to a request without validators")
             return FetchResult(url=url, body=None, not_modified=True, **common)
         if not 200 <= status < 300:
             raise FetchError(_status_message(response))
@@ -395,18 +400,86 @@ def _one_request(
             raise FetchError(
                 f"response larger than {_size(limit)} (Content-Length: {int(declared):,} bytes)"
             )
+        inflater = _Inflater(response.headers.get("content-encoding", ""))
         chunks: list[bytes] = []
         received = 0
-        for chunk in response.iter_bytes():
-            received += len(chunk)
-            if received > limit:
-                raise FetchError(f"response larger than {_size(limit)}")
-            chunks.append(chunk)
+        for raw in response.iter_raw():
+            # Inflate at most one byte past the cap: a gzip bomb never gets to allocate
+            # its inflated size, however much one network chunk would expand to.
+            for chunk in inflater.feed(raw, limit - received + 1):
+                received += len(chunk)
+                if received > limit:
+                    raise FetchError(f"response larger than {_size(limit)}")
+                chunks.append(chunk)
             if deadline.expired():
                 raise httpx.ReadTimeout("overall deadline passed")
+        tail = inflater.finish()
+        if received + len(tail) > limit:
+            raise FetchError(f"response larger than {_size(limit)}")
+        chunks.append(tail)
         return FetchResult(url=url, body=b"".join(chunks), **common)
     finally:
         response.close()
+
+
+class _Inflater:
+    """Content-Encoding decoding with a bound on output per call (zlib ``max_length``)."""
+
+    def __init__(self, content_encoding: str) -> None:
+        encoding = content_encoding.strip().lower()
+        if encoding in ("", "identity"):
+            self._wbits: int | None = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._wbits = 16 + zlib.MAX_WBITS
+        elif encoding == "deflate":
+            self._wbits = zlib.MAX_WBITS  # zlib-wrapped, as RFC 9110 says; raw tried below
+        else:
+            # We only ever offer gzip and deflate.
+            raise FetchError(f"unsupported Content-Encoding {content_encoding!r}")
+        self._inflater = zlib.decompressobj(self._wbits) if self._wbits else None
+        self._started = False
+
+    def feed(self, data: bytes, budget: int) -> Iterator[bytes]:
+        if self._inflater is None:
+            yield data
+            return
+        try:
+            while data:
+                if self._inflater.eof:  # a second gzip member follows the first
+                    self._inflater = zlib.decompressobj(self._wbits or zlib.MAX_WBITS)
+                out = self._decompress(data, budget)
+                self._started = True
+                budget -= len(out)
+                if out:
+                    yield out
+                if budget <= 0:
+                    return
+                data = self._inflater.unconsumed_tail or self._inflater.unused_data
+        except zlib.error as exc:
+            raise FetchError(
+                f"cannot decode the {_encoding_name(self._wbits)} response: {exc}"
+            ) from None
+
+    def _decompress(self, data: bytes, budget: int) -> bytes:
+        assert self._inflater is not None
+        try:
+            return self._inflater.decompress(data, max(budget, 1))
+        except zlib.error:
+            if self._wbits != zlib.MAX_WBITS or self._started:
+                raise
+            # Some servers send raw deflate under "deflate"; browsers accept it, so do we.
+            self._wbits = -zlib.MAX_WBITS
+            self._inflater = zlib.decompressobj(self._wbits)
+            return self._inflater.decompress(data, max(budget, 1))
+
+    def finish(self) -> bytes:
+        if self._inflater is None:
+            return b""
+        return self._inflater.flush()
+
+
+def _encoding_name(wbits: int | None) -> str:
+    return "gzip" if wbits and wbits > zlib.MAX_WBITS else "deflate"
 
 
 def _status_message(response: httpx.Response) -> str:

@@ -12,7 +12,9 @@ Endpoints (``feed_server.url(path)`` builds the absolute URL):
 - ``/feeds/<file>``: a file from tests/fixtures/feeds, with a strong ETag and a
   Last-Modified; answers 304 to a matching If-None-Match (or, without one, to an
   If-Modified-Since not older than the file). ``?gzip=1`` gzips it when the client
-  accepts gzip. ``?type=...`` overrides the Content-Type.
+  accepts gzip; ``?encoding=gzip|deflate|deflate-raw|broken-gzip|br`` encodes it
+  that way regardless (``br`` only claims to). ``?type=...`` overrides the
+  Content-Type.
 - any path given to ``feed_server.put(path, body, content_type)``: that body, with
   the same validator handling (change it with another ``put`` to get a new ETag).
 - ``/slow?seconds=N``: waits N seconds (default 30) before answering.
@@ -244,6 +246,9 @@ def _make_handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
             ):
                 body = gzip.compress(body)
                 extra["Content-Encoding"] = "gzip"
+            encoding = self._param(query, "encoding", "")
+            if encoding:
+                body, extra["Content-Encoding"] = _encode(body, encoding)
             self._send(200, body, self._param(query, "type", content.content_type), extra)
 
         def _not_modified(self, content: _Content) -> bool:
@@ -331,6 +336,21 @@ def _make_handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, body, "application/rss+xml", {"Content-Encoding": "gzip"})
 
     return Handler
+
+
+def _encode(body: bytes, how: str) -> tuple[bytes, str]:
+    """``?encoding=``: gzip, deflate (zlib-wrapped), deflate-raw, broken-gzip, br (a lie)."""
+    if how == "gzip":
+        return gzip.compress(body), "gzip"
+    if how == "deflate":
+        return zlib.compress(body), "deflate"
+    if how == "deflate-raw":
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return compressor.compress(body) + compressor.flush(), "deflate"
+    if how == "broken-gzip":
+        packed = gzip.compress(body)
+        return packed[:10] + bytes(b ^ 0x5A for b in packed[10:40]) + packed[40:], "gzip"
+    return body, how  # claims an encoding it does not use
 
 
 _bombs: dict[int, bytes] = {}

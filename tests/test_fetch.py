@@ -101,6 +101,32 @@ def test_gzip_body_is_decoded(feed_server: FeedServer) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "deflate-raw"])
+def test_content_encodings_are_decoded(feed_server: FeedServer, encoding: str) -> None:
+    result = fetch(feed_server.url(f"/feeds/biorxiv.rdf?encoding={encoding}"), make())
+    assert result.body == fixture_bytes("biorxiv.rdf")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        ("broken-gzip", r"^cannot decode the gzip response: "),
+        ("br", r"^unsupported Content-Encoding 'br'$"),
+    ],
+)
+def test_undecodable_content_encoding(feed_server: FeedServer, encoding: str, message: str) -> None:
+    with pytest.raises(FetchError, match=message):
+        fetch(feed_server.url(f"/feeds/biorxiv.rdf?encoding={encoding}"), make())
+
+
+@pytest.mark.integration
+def test_304_without_validators_is_an_error(feed_server: FeedServer) -> None:
+    with pytest.raises(FetchError, match="304 Not Modified to a request without validators"):
+        fetch(feed_server.url("/status/304"), make())
+
+
+@pytest.mark.integration
 def test_bytes_are_returned_undecoded(feed_server: FeedServer) -> None:
     # Charset handling belongs to the parsers: latin-1 bytes must arrive as they were sent.
     result = fetch(feed_server.feed_url("latin1_declared_utf8.xml"), make())
