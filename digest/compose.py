@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from digest import matching, render
 from digest.config import Settings
-from digest.delivery import Outcome, Transport, is_suppressed, suppress
+from digest.delivery import Outcome, Transport, backoff_seconds, is_suppressed, suppress
 from digest.message import build_message, make_message_id
 from digest.models import (
     Digest,
@@ -29,6 +29,7 @@ from digest.models import (
     SubscriberStatus,
     utcnow,
 )
+from digest.schedule import zone
 from digest.subscriptions import manage_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ class DigestBuilder:
                 )
             )
         self._seen = [p.first_seen_at for p in self.papers]
-        self._indexes: dict[tuple[int, int], matching.PaperIndex] = {}
+        self.arrived: dict[int, int] = {}
+        self.matched: dict[int, list[matching.MatchedPaper]] = {}
+        self._match(digests)
 
     # -- windows --------------------------------------------------------------------
 
@@ -80,17 +83,28 @@ class DigestBuilder:
             digest.window_start = previous.get(digest.subscriber_id) or digest.due_at - length
             digest.window_end = max(self.now, digest.window_start)
 
-    def _window_papers(self, digest: Digest) -> tuple[tuple[int, int], list[Paper]]:
+    def _window_bounds(self, digest: Digest) -> tuple[int, int]:
         assert digest.window_start is not None and digest.window_end is not None
         lo = bisect.bisect_right(self._seen, digest.window_start)
         hi = bisect.bisect_right(self._seen, digest.window_end)
-        return (lo, hi), self.papers[lo:hi]
+        return lo, hi
 
-    def _index(self, digest: Digest) -> tuple[matching.PaperIndex, int]:
-        bounds, papers = self._window_papers(digest)
-        if bounds not in self._indexes:
-            self._indexes[bounds] = matching.build_index(papers)
-        return self._indexes[bounds], len(papers)
+    def _match(self, digests: Sequence[Digest]) -> None:
+        """Index each distinct window's papers once; evaluate every reader against it."""
+        by_window: dict[tuple[int, int], list[Digest]] = {}
+        for digest in digests:
+            by_window.setdefault(self._window_bounds(digest), []).append(digest)
+        like_lookup = semantic_lookup(self.session)
+        for (lo, hi), group in by_window.items():
+            index = matching.build_index(self.papers[lo:hi], like_lookup=like_lookup)
+            self.matched.update(
+                matching.match_many(
+                    index,
+                    ((d.id, topic_specs(d.subscriber), d.subscriber.max_papers) for d in group),
+                )
+            )
+            for digest in group:
+                self.arrived[digest.id] = hi - lo
 
     # -- one digest -----------------------------------------------------------------
 
@@ -100,8 +114,7 @@ class DigestBuilder:
             return self._finish(digest, DigestStatus.SKIPPED, f"subscriber is {subscriber.status}")
         if is_suppressed(self.session, subscriber.email):
             return self._finish(digest, DigestStatus.FAILED, "address is on the suppression list")
-        index, arrived = self._index(digest)
-        matched = matching.match_subscriber(index, topic_specs(subscriber), subscriber.max_papers)
+        matched, arrived = self.matched[digest.id], self.arrived[digest.id]
         if not matched and not self.settings.quiet_day_note:
             return self._finish(
                 digest,
@@ -109,16 +122,25 @@ class DigestBuilder:
                 "no new papers" if arrived == 0 else f"none of {arrived} new papers matched",
             )
         digest.paper_ids = [m.paper.id for m in matched]
-        message_id = digest.message_id or make_message_id(digest.id, self.settings.from_domain)
-        digest.message_id = message_id
+        # Derived from the row, so a resend after a crash carries the same Message-ID.
+        digest.message_id = digest.message_id or make_message_id(
+            digest.id, self.settings.from_domain
+        )
         message = build_message(
             self.settings,
             render.render_digest(self._context(digest, matched, arrived)),
             to=subscriber.email,
-            message_id=message_id,
-            unsubscribe_url=unsubscribe_url(self.settings, subscriber, self.session),
+            message_id=digest.message_id,
+            unsubscribe_url=unsubscribe_url(self.settings, subscriber, session=self.session),
+            date=self.now,
         )
-        outcome = transport.send(message.envelope_from, subscriber.email, message.data, message_id)
+        outcome = transport.send(
+            message.envelope_from,
+            message.to,
+            message.data,
+            message.message_id,
+            attempt=digest.attempts,
+        )
         return self._record(digest, outcome)
 
     def _context(
@@ -129,12 +151,13 @@ class DigestBuilder:
             settings=self.settings,
             email=subscriber.email,
             timezone=subscriber.timezone,
-            date=(digest.due_at).astimezone(_zone(subscriber.timezone)).date(),
+            date=digest.due_at.astimezone(zone(subscriber.timezone)).date(),
             papers=matched,
             topic_labels=[t.label for t in subscriber.topics],
-            manage_url=manage_url(self.settings, subscriber, self.session),
-            unsubscribe_url=unsubscribe_url(self.settings, subscriber, self.session),
+            manage_url=manage_url(self.settings, subscriber, session=self.session),
+            unsubscribe_url=unsubscribe_url(self.settings, subscriber, session=self.session),
             papers_arrived=arrived,
+            weekly=subscriber.frequency is Frequency.WEEKLY,
         )
 
     def _record(self, digest: Digest, outcome: Outcome) -> DigestStatus:
@@ -144,20 +167,23 @@ class DigestBuilder:
             return self._finish(digest, DigestStatus.SENT, None)
         if outcome.status == "unknown":
             # The server may have the message: never resent automatically (RFC 1047).
-            return self._finish(digest, DigestStatus.UNKNOWN, outcome.message)
+            return self._finish(digest, DigestStatus.UNKNOWN, outcome.describe())
         if outcome.status == "permanent":
-            suppress(self.session, digest.subscriber.email, outcome.message, outcome.code)
-            digest.subscriber.status = SubscriberStatus.BOUNCED
-            return self._finish(digest, DigestStatus.FAILED, outcome.message)
+            if outcome.should_suppress:
+                suppress(self.session, digest.subscriber.email, outcome.message, outcome.code)
+                digest.subscriber.status = SubscriberStatus.BOUNCED
+            return self._finish(digest, DigestStatus.FAILED, outcome.describe())
         if digest.attempts >= MAX_ATTEMPTS:
             return self._finish(
                 digest,
                 DigestStatus.FAILED,
-                f"gave up after {digest.attempts} attempts: {outcome.message}",
+                f"gave up after {digest.attempts} attempts: {outcome.describe()}",
             )
         digest.status = DigestStatus.RETRY
-        digest.retry_at = outcome.retry_at or self.now + timedelta(minutes=5)
-        digest.error = outcome.message
+        # Backoff counted from our clock (which `digest run --at` may have moved), not the
+        # transport's, so a replayed day retries inside that day.
+        digest.retry_at = self.now + timedelta(seconds=backoff_seconds(digest.attempts))
+        digest.error = outcome.describe()
         digest.lease_owner = digest.lease_until = None
         return DigestStatus.RETRY
 
@@ -180,7 +206,10 @@ def topic_specs(subscriber: Subscriber) -> list[matching.TopicSpec]:
     return [matching.TopicSpec(id=t.id, label=t.label, query=t.query) for t in subscriber.topics]
 
 
-def _zone(name: str):  # type: ignore[no-untyped-def]
-    from digest.schedule import zone
-
-    return zone(name)
+def semantic_lookup(session: Session) -> Callable[[str], bytes | None] | None:
+    """Resolves `like:ID` topics to stored embeddings, when semantic matching is installed."""
+    try:
+        from digest import semantic
+    except ImportError:
+        return None
+    return semantic.like_lookup(session) if semantic.available() else None

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from digest import db, ingest, pipeline
 from digest.config import Settings
 from digest.models import Digest, Feed, FeedKind, Subscriber, utcnow
+from digest.schedule import zone
 from digest.subscriptions import add_subscriber
 
 SAMPLE_FEEDS = (
@@ -40,7 +41,7 @@ class DemoDelivery:
     topics: list[str]
     status: str
     papers: int
-    sent_at: datetime | None
+    due_local: datetime | None  # when it went out, on the reader's clock
     eml: Path | None
     html: Path | None
 
@@ -108,7 +109,9 @@ def _deliveries(settings: Settings) -> list[DemoDelivery]:
                     topics=[t.query for t in subscriber.topics] or ["(trending)"],
                     status=digest.status.value if digest else "none",
                     papers=len(digest.paper_ids) if digest else 0,
-                    sent_at=digest.sent_at if digest else None,
+                    due_local=digest.due_at.astimezone(zone(subscriber.timezone))
+                    if digest
+                    else None,
                     eml=eml,
                     html=html,
                 )

@@ -129,7 +129,6 @@ def _fold_zone(name: str) -> str:
 _OFFSET = re.compile(r"^(?:utc|gmt)?\s*[+-]\s*\d{1,2}(?::?\d{2})?$", re.IGNORECASE)
 
 
-@lru_cache(maxsize=4096)
 def validate_timezone(name: str) -> str:
     """The canonical IANA name for ``name``, or a :class:`SubscriptionError` with a hint.
 
@@ -138,6 +137,23 @@ def validate_timezone(name: str) -> str:
     names as a suggestion. Fixed offsets are refused: they do not follow daylight
     saving, so the digest would arrive an hour off half the year.
     """
+    result = _timezone(name)
+    if isinstance(result, SubscriptionError):
+        raise SubscriptionError(str(result))
+    return result
+
+
+@lru_cache(maxsize=4096)
+def _timezone(name: str) -> str | SubscriptionError:
+    # Failures are cached too: an import repeating one typo 10,000 times computes one
+    # suggestion, not 10,000.
+    try:
+        return _lookup_timezone(name)
+    except SubscriptionError as exc:
+        return exc
+
+
+def _lookup_timezone(name: str) -> str:
     names, by_folded, by_city = _zones()
     text = (name or "").strip()
     if text in names:
@@ -263,8 +279,11 @@ def add_subscriber(
     consent_source: str = "cli",
     consent_ip: str | None = None,
     consent_detail: str | None = None,
+    now: datetime | None = None,
 ) -> Subscriber:
     """Validate everything, then add one subscriber and its topics (flushed, not committed).
+
+    ``now`` stamps the consent and confirmation (default: the clock; the demo replays a day).
 
     ``confirmed=False`` makes a ``pending`` subscriber who gets nothing until they
     click the link from :func:`confirm_url`; ``confirmed=True`` (an admin adding
@@ -283,7 +302,7 @@ def add_subscriber(
     existing = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
     if existing is not None:
         raise SubscriptionError(_exists_message(existing))
-    now = utcnow()
+    now = now or utcnow()
     subscriber = Subscriber(
         email=address,
         email_key=key,

@@ -135,9 +135,16 @@ def demo(directory: Path) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"demo database: {directory / 'digest.db'}")
     echo_table(
-        ["reader", "time zone", "topics", "digest", "papers", "sent (UTC)"],
+        ["reader", "time zone", "topics", "digest", "papers", "sent (local time)"],
         [
-            (d.email, d.timezone, "; ".join(d.topics), d.status, d.papers, d.sent_at)
+            (
+                d.email,
+                d.timezone,
+                "; ".join(d.topics),
+                d.status,
+                d.papers,
+                d.due_local.strftime("%a %d %b %H:%M") if d.due_local else None,
+            )
             for d in deliveries
         ],
     )
