@@ -21,6 +21,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from os import PathLike
 from pathlib import Path
 from typing import IO, Any
@@ -93,6 +94,8 @@ class ImportReport:
 
 def split_topics(text: str) -> list[str]:
     """Queries separated by ``;``, ignoring a ``;`` inside double quotes."""
+    if '"' not in text:
+        return [p.strip() for p in text.split(";") if p.strip()]
     parts: list[str] = []
     current: list[str] = []
     quoted = False
@@ -302,11 +305,90 @@ def import_csv(
     if dry_run:
         report.imported = len(fresh)
         report.topics = sum(len(v["topics"]) for _, v in fresh)
+    elif session.get_bind().dialect.name == "postgresql":
+        _insert_postgres(session, fresh, consent_detail, report)
     else:
         for start in range(0, len(fresh), _CHUNK):
             _insert_chunk(session, fresh[start : start + _CHUNK], consent_detail, report)
+    # Our inserts bypassed the identity map: make later ORM reads see them.
+    session.expire_all()
     report.errors.sort(key=lambda e: e.line)
     return report
+
+
+_STAGED = (
+    "id, email, email_key, status, timezone, frequency, weekday, send_hour, max_papers, "
+    "created_at, confirmed_at, consent_source, consent_at, consent_detail, token_version"
+)
+
+
+def _insert_postgres(
+    session: Session,
+    rows: list[tuple[int, dict[str, Any]]],
+    consent_detail: str | None,
+    report: ImportReport,
+) -> None:
+    """COPY into a staging table, then one INSERT … SELECT … ON CONFLICT DO NOTHING.
+
+    A multi-row INSERT of 100,000 rows spends most of its time in psycopg splitting
+    the huge statement on placeholders (measured: 34 s for 100,000 rows); COPY
+    streams them in a few seconds. The staging table takes its ids from the real
+    sequence, so topics can be COPYed straight into ``topics`` once we know which
+    rows survived the conflict check.
+    """
+    if not rows:
+        return
+    now = utcnow().astimezone(UTC).replace(tzinfo=None)  # timestamp columns are naive UTC
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE digest_import_subscribers "
+            "(LIKE subscribers INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        columns = _STAGED.removeprefix("id, ")
+        with cursor.copy(f"COPY digest_import_subscribers ({columns}) FROM STDIN") as copy:
+            for _, v in rows:
+                copy.write_row(
+                    (
+                        v["email"],
+                        v["email_key"],
+                        SubscriberStatus.ACTIVE.value,
+                        v["timezone"],
+                        v["frequency"].value,
+                        v["weekday"],
+                        v["hour"],
+                        v["max"],
+                        now,
+                        now,
+                        "import",
+                        now,
+                        consent_detail,
+                        0,
+                    )
+                )
+        cursor.execute(
+            f"INSERT INTO subscribers ({_STAGED}) SELECT {_STAGED} "
+            "FROM digest_import_subscribers ON CONFLICT (email_key) DO NOTHING "
+            "RETURNING id, email_key"
+        )
+        ids = dict((key, id_) for id_, key in cursor.fetchall())
+        cursor.execute("DROP TABLE digest_import_subscribers")
+        with cursor.copy(
+            "COPY topics (subscriber_id, label, query, created_at) FROM STDIN"
+        ) as copy:
+            for row_line, values in rows:
+                subscriber_id = ids.get(values["email_key"])
+                if subscriber_id is None:
+                    report.errors.append(_raced(row_line, values))
+                    continue
+                report.imported += 1
+                for query in values["topics"]:
+                    copy.write_row((subscriber_id, default_label(query), query, now))
+                    report.topics += 1
+
+
+def _raced(row_line: int, values: dict[str, Any]) -> RowError:
+    return RowError(row_line, values["raw"], "already subscribed (added during the import)")
 
 
 def _insert_chunk(
@@ -353,9 +435,7 @@ def _insert_chunk(
     for row_line, values in rows:
         subscriber_id = ids.get(values["email_key"])
         if subscriber_id is None:
-            report.errors.append(
-                RowError(row_line, values["raw"], "already subscribed (added during the import)")
-            )
+            report.errors.append(_raced(row_line, values))
             continue
         report.imported += 1
         topics.extend(
@@ -370,8 +450,6 @@ def _insert_chunk(
     if topics:
         session.execute(insert(Topic.__table__), topics)
     report.topics += len(topics)
-    # Our inserts bypassed the identity map: make later ORM reads see them.
-    session.expire_all()
 
 
 # --- export -----------------------------------------------------------------------------

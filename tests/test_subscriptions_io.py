@@ -225,7 +225,7 @@ def test_two_thousand_rows(session: Session) -> None:
 def test_export_imports_back_identically(session: Session) -> None:
     report = _import(session, _generated_csv(300))
     assert report.imported > 0
-    subs.add_subscriber(session, "gone@example.org", topics=["x"], confirmed=True)
+    subs.add_subscriber(session, "gone@example.org", topics=["robotics"], confirmed=True)
     subs.unsubscribe(session, subs.get_subscriber(session, "gone@example.org"))  # type: ignore[arg-type]
     phrase = subs.add_subscriber(session, "phrase@example.org", confirmed=True)
     subs.add_topic(session, phrase, '"a; b" OR c')
