@@ -22,7 +22,6 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from hashlib import sha256
 from pathlib import Path
-from urllib.parse import quote
 
 from digest.config import Settings
 from digest.render import RenderedEmail, clean_text, display_name, header_safe, safe_url
@@ -121,7 +120,7 @@ def _encoded_words(text: str) -> list[str]:
     chunk = b""
     for ch in text:
         b = ch.encode("utf-8")
-        if len(chunk) + len(b) > 45:  # 45 bytes -> 60 base64 chars -> 72 with the wrapper
+        if len(chunk) + len(b) > 39:  # 39 bytes -> 52 base64 chars -> 64 with the wrapper
             words.append(chunk)
             chunk = b""
         chunk += b
@@ -173,10 +172,8 @@ def list_unsubscribe(unsubscribe_url: str, mailto: str) -> str:
     url = safe_url(unsubscribe_url)
     if not url or (not url.startswith("https://") and not url.startswith("http://")):
         raise MessageError(f"unsubscribe URL must be http(s): {unsubscribe_url!r}")
-    # The mailto goes to the sender with the one-click URL in it, so whoever reads
-    # that mailbox (or a filter on it) can act on it without guessing who it was.
-    body = quote(f"Please unsubscribe me: {url}", safe="")
-    return f"<{url}>, <mailto:{mailto}?subject=unsubscribe&body={body}>"
+    # The mailto reaches the sender's mailbox; the request's own From says who it is.
+    return f"<{url}>, <mailto:{mailto}?subject=unsubscribe>"
 
 
 # --- body encoding -----------------------------------------------------------------------
@@ -185,17 +182,18 @@ def list_unsubscribe(unsubscribe_url: str, mailto: str) -> str:
 def _qp(text: str) -> bytes:
     """Quoted-printable with CRLF line ends (long HTML lines are soft-broken at 76)."""
     data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
-    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    if not encoded.endswith(b"\r\n"):
-        encoded += b"\r\n"
-    return encoded
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
 
 
 def _part(content_type: str, text: str) -> bytes:
     return (
-        f"Content-Type: {content_type}; charset=utf-8{CRLF}"
-        f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
-    ).encode() + _qp(text)
+        (
+            f"Content-Type: {content_type}; charset=utf-8{CRLF}"
+            f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
+        ).encode()
+        + _qp(text)
+        + b"\r\n"
+    )  # this CRLF belongs to the next boundary line
 
 
 # --- DKIM --------------------------------------------------------------------------------
@@ -254,10 +252,10 @@ def build_message(
     if not re.fullmatch(r"<[A-Za-z0-9._+\-=]+@[A-Za-z0-9.\-]+>", message_id):
         raise MessageError(f"bad Message-ID {message_id!r}: use make_message_id()")
     when = (date or datetime.now(UTC)).astimezone(UTC)
-    boundary = "==_digest_" + secrets.token_hex(12)
+    boundary = "==_" + secrets.token_hex(12)  # "=_" never occurs in QP output
     brand = from_name or display_name(settings)
     headers = [
-        f"From: {format_address(from_name, sender)}{CRLF}",
+        _fold("From", format_address(from_name, sender).split(" ")),
         f"To: {recipient}{CRLF}",
         encode_text_header("Subject", rendered.subject),
         f"Date: {format_datetime(when)}{CRLF}",
