@@ -83,11 +83,24 @@ def validate_feed_url(url: str) -> str:
     return url
 
 
-def add_feed(session: Session, url: str, kind: str = "auto", name: str | None = None) -> Feed:
+def add_feed(
+    session: Session,
+    url: str,
+    kind: str = "auto",
+    name: str | None = None,
+    *,
+    settings: Settings | None = None,
+) -> Feed:
+    """Store a new feed. With ``settings``, fetch it once first: a URL that does not
+    give a feed of the right kind is refused with the reason, and ``auto`` sniffs the
+    body when the URL alone does not say what the feed is."""
     url = validate_feed_url(url)
     if session.scalar(select(Feed).where(Feed.url == url)) is not None:
         raise FeedError(f"a feed with URL {url} already exists")
-    feed_kind = detect_kind(url) if kind == "auto" else _feed_kind(kind)
+    feed_kind = None if kind == "auto" else _feed_kind(kind)
+    if settings is not None:
+        feed_kind, _ = check_feed(settings, url, feed_kind.value if feed_kind else "auto")
+    feed_kind = feed_kind or detect_kind(url)
     feed = Feed(url=url, kind=feed_kind, name=(name or _default_name(url, feed_kind))[:200])
     session.add(feed)
     session.flush()

@@ -23,16 +23,25 @@ def group() -> None:
 @click.argument("url")
 @click.option("--kind", type=click.Choice(KIND_CHOICES), default="auto", show_default=True)
 @click.option("--name", help="Display name (default: derived from the URL).")
-def add(url: str, kind: str, name: str | None) -> None:
-    """Add a feed.
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Fetch the feed once to make sure it works (and detect its kind).",
+)
+def add(url: str, kind: str, name: str | None, check: bool) -> None:
+    """Add a feed (fetched once to check it, unless --no-check).
 
     Example: digest feeds add https://rss.arxiv.org/rss/cs.LG+cs.CL
     """
-    with open_session() as session:
+    settings = get_settings()
+    with open_session(settings) as session:
         try:
-            feed = ingest.add_feed(session, url, kind, name)
-        except ingest.FeedError as exc:
-            raise click.ClickException(str(exc)) from exc
+            feed = ingest.add_feed(
+                session, url, kind, name, settings=settings if check else None
+            )
+        except (ingest.FeedError, FetchError, FeedFormatError) as exc:
+            raise click.ClickException(f"{url}: {exc}") from exc
         click.echo(f"added feed {feed.id}: {feed.name} ({feed.kind.value}) {feed.url}")
 
 
