@@ -21,6 +21,9 @@ from digest import db
 from digest.config import Settings
 from digest.models import Base
 
+# Real servers as fixtures: the HTTP feed server, the SMTP server, Redis and Celery processes.
+pytest_plugins = ["feedserver", "smtpserver", "services"]
+
 PG_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

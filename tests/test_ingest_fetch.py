@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from feedserver import FeedServer, feed_server, feed_server_session  # noqa: F401
+from feedserver import FeedServer
 from sqlalchemy import select
 
 from digest import db
