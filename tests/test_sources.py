@@ -260,6 +260,10 @@ def test_text_helpers_yield_one_clean_line(text: str) -> None:
         "http://",
         "https://:443/",
         "http://exa mple.org:99999/",
+        "https://<script>/",
+        "https://exa_mple..org/",
+        "https://[not-ipv6]/",
+        "https://-leading-dash.org/",
         "",
         None,
     ],
@@ -278,6 +282,9 @@ def test_safe_http_url_refuses(link: str | None) -> None:
         ("https://ok.org/p?a=1&amp;b=2", "https://ok.org/p?a=1&b=2"),
         ("https://arxiv.org@evil.example/x", "https://evil.example/x"),
         ("http://www.biorxiv.org/content/x\n", "http://www.biorxiv.org/content/x"),
+        ("https://Bücher.example/x", "https://xn--bcher-kva.example/x"),
+        ("http://[::1]:8080/feed", "http://[::1]:8080/feed"),
+        ("https://user:pw@example.org:8443/p", "https://example.org:8443/p"),
     ],
 )
 def test_safe_http_url_accepts_and_normalises(link: str, expected: str) -> None:
@@ -603,7 +610,7 @@ def test_control_characters_are_stripped() -> None:
     [paper] = parse("control_chars.rss", "rss")
     assert_clean(paper)
     assert paper.title.startswith("Bell and")
-    assert paper.abstract == "Formfeed in the abstract."
+    assert paper.abstract == "Form feed in the abstract."  # FF and VT are whitespace
 
 
 def test_generic_rss_never_reads_a_body_as_a_path_or_url() -> None:
