@@ -14,7 +14,7 @@ from digest import subscriptions as subs
 from digest.commands import subscribers as subscribers_commands
 from digest.config import Settings
 from digest.db import session_scope
-from digest.models import Digest, DigestStatus, SubscriberStatus, utcnow
+from digest.models import Digest, DigestStatus, SubscriberStatus, Suppression, utcnow
 
 BAD_QUERY = '"machine unlearning'  # unclosed quote
 
@@ -190,6 +190,16 @@ def test_show_has_settings_topics_consent_and_digests(run, cli_settings: Setting
             "error": None,
         }
     ]
+    assert record["suppression"] is None
+    with session_scope(cli_settings) as session:
+        session.add(
+            Suppression(email_key="ada@example.org", reason="550 no such user", smtp_code=550)
+        )
+    assert "suppressed:     550 no such user" in run("show", "ada@example.org").stdout
+    assert (
+        json.loads(run("show", "ada@example.org", "--json").stdout)["suppression"]["smtp_code"]
+        == 550
+    )
     assert _error(run("show", "nobody@example.org")) == (
         "no subscriber with the address nobody@example.org"
     )

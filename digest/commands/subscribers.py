@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from digest import subscriptions as subs
 from digest import subscriptions_io as subs_io
 from digest.commands.common import echo_json, echo_table, get_settings, open_session
-from digest.models import Subscriber, SubscriberStatus, Topic
+from digest.models import Subscriber, SubscriberStatus, Suppression, Topic
 
 STATUS_CHOICES = [s.value for s in SubscriberStatus]
 
@@ -40,7 +40,10 @@ def _schedule(subscriber: Subscriber) -> str:
 
 @click.group("subscribers")
 def group() -> None:
-    """Manage subscribers: the people digests go to, and their settings."""
+    """Manage subscribers: the people digests go to, and their settings.
+
+    Example: digest subscribers add ada@example.org --topic "diffusion models" --confirmed
+    """
 
 
 @group.command("add")
@@ -204,6 +207,14 @@ def show(email: str, as_json: bool) -> None:
             }
             for d in digests
         ]
+        suppression = session.scalars(
+            select(Suppression).where(Suppression.email_key == subscriber.email_key)
+        ).first()
+        record["suppression"] = suppression and {
+            "reason": suppression.reason,
+            "smtp_code": suppression.smtp_code,
+            "at": suppression.created_at,
+        }
         if as_json:
             echo_json(record)
             return
@@ -224,6 +235,8 @@ def _print_record(record: dict[str, Any], subscriber: Subscriber) -> None:
         ("consent from", consent["ip"]),
         ("consent detail", consent["detail"]),
     ]
+    if record["suppression"]:
+        lines.append(("suppressed", record["suppression"]["reason"]))
     for name, value in lines:
         if value is not None:
             click.echo(f"{name + ':':<16}{_when(value)}")
