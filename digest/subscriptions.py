@@ -283,11 +283,10 @@ def add_subscriber(
 ) -> Subscriber:
     """Validate everything, then add one subscriber and its topics (flushed, not committed).
 
-    ``now`` stamps the consent and confirmation (default: the clock; the demo replays a day).
-
     ``confirmed=False`` makes a ``pending`` subscriber who gets nothing until they
     click the link from :func:`confirm_url`; ``confirmed=True`` (an admin adding
-    someone explicitly, or an import) makes them ``active`` at once.
+    someone explicitly, or an import) makes them ``active`` at once. ``now`` stamps
+    the creation, consent and confirmation (default: the clock; the demo replays a day).
     """
     address, key = normalise_email(email)
     zone = validate_timezone(timezone)
