@@ -1,0 +1,198 @@
+"""`digest topics …`: a subscriber's saved topics, and the backtest to tune one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest import matching
+from digest.commands.common import echo_json, echo_table, open_session
+from digest.models import Paper, Subscriber, Topic, utcnow
+from digest.query import QueryError, parse
+
+MAX_LABEL = 200  # the column's size
+
+
+@click.group("topics")
+def group() -> None:
+    """Saved topics: add, list, remove, and test a query on recent papers.
+
+    Query syntax (see `digest topics test --help` to try one): words (all must
+    appear; model matches models, fine-tuning matches finetuning), "exact phrase",
+    OR, NOT or -word, (groups), title: abstract: author: cat:cs.LG cat:cs.*
+    source:hf upvotes:>=10, the built-in topic `trending`, and with the semantic
+    extra ~a plain-language description or like:2401.00001.
+    """
+
+
+def _subscriber(session: Session, email: str) -> Subscriber:
+    found = session.scalar(select(Subscriber).where(Subscriber.email_key == email.strip().lower()))
+    if found is None:
+        raise click.ClickException(f"no subscriber with address {email}")
+    return found
+
+
+def _check(query: str) -> str:
+    text = " ".join(query.split())
+    try:
+        parse(text)
+    except QueryError as exc:
+        raise click.ClickException(f'bad topic query "{text}": {exc}') from None
+    return text
+
+
+def _label(query: str) -> str:
+    if len(query) <= 60:
+        return query
+    return query[:60].rsplit(" ", 1)[0] + "…"
+
+
+@group.command("add")
+@click.argument("email")
+@click.argument("query")
+@click.option("--label", help="A name for the topic in emails (default: the query).")
+def add(email: str, query: str, label: str | None) -> None:
+    """Save a topic for a subscriber.
+
+    Example: digest topics add ada@example.org '"machine unlearning" OR title:forgetting' --label Unlearning
+    """
+    text = _check(query)
+    name = " ".join((label or "").split()) or _label(text)
+    if len(name) > MAX_LABEL:
+        raise click.ClickException(f"the label is {len(name)} characters; the limit is {MAX_LABEL}")
+    with open_session() as session:
+        subscriber = _subscriber(session, email)
+        for topic in subscriber.topics:
+            if topic.query == text:
+                raise click.ClickException(
+                    f"{subscriber.email} already has this query as topic {topic.id} ({topic.label!r})"
+                )
+        topic = Topic(label=name, query=text, created_at=utcnow())
+        subscriber.topics.append(topic)
+        session.flush()
+        click.echo(f'added topic {topic.id} "{name}" for {subscriber.email}')
+
+
+@group.command("list")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_(email: str, as_json: bool) -> None:
+    """List a subscriber's topics.
+
+    Example: digest topics list ada@example.org --json
+    """
+    with open_session() as session:
+        subscriber = _subscriber(session, email)
+        rows = [{"id": t.id, "label": t.label, "query": t.query} for t in subscriber.topics]
+        if as_json:
+            echo_json(rows)
+            return
+        echo_table(
+            ["id", "label", "query"],
+            [(r["id"], r["label"], r["query"]) for r in rows],
+            empty=f"{subscriber.email} has no topics: they get the trending papers",
+        )
+
+
+@group.command("remove")
+@click.argument("email")
+@click.argument("topic_id", type=int)
+def remove(email: str, topic_id: int) -> None:
+    """Remove one topic (ids are in `digest topics list EMAIL`).
+
+    Example: digest topics remove ada@example.org 12
+    """
+    with open_session() as session:
+        subscriber = _subscriber(session, email)
+        topic = next((t for t in subscriber.topics if t.id == topic_id), None)
+        if topic is None:
+            raise click.ClickException(f"{subscriber.email} has no topic {topic_id}")
+        subscriber.topics.remove(topic)
+        session.flush()
+        click.echo(f'removed topic {topic_id} "{topic.label}" from {subscriber.email}')
+
+
+@group.command("test")
+@click.argument("query")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=3650),
+    default=7,
+    show_default=True,
+    help="Look at papers first seen in the last N days.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def test(query: str, days: int, limit: int, as_json: bool) -> None:
+    """Backtest a query: the stored papers it would have sent, best first, and why.
+
+    Use it to tune a topic before saving it.
+
+    Example: digest topics test 'jailbreak attacks on LLMs -survey' --days 30
+    """
+    text = _check(query)
+    parsed = parse(text)
+    since = utcnow() - timedelta(days=days)
+    with open_session() as session:
+        papers = list(
+            session.scalars(
+                select(Paper).where(Paper.first_seen_at >= since).order_by(Paper.first_seen_at)
+            )
+        )
+        lookup = None
+        if parsed.is_semantic:
+            from digest import semantic
+
+            lookup = semantic.like_lookup(session)
+        index = matching.build_index(papers, like_lookup=lookup)
+        total = len(matching.evaluate(index, parsed))
+        spec = matching.TopicSpec(None, _label(text), parsed)
+        matched = matching.match_subscriber(index, [spec], limit)
+        if as_json:
+            echo_json(
+                {
+                    "query": text,
+                    "days": days,
+                    "papers_considered": len(papers),
+                    "matched": total,
+                    "papers": [
+                        {
+                            "id": mp.paper.id,
+                            "key": mp.paper.key,
+                            "title": mp.paper.title,
+                            "url": mp.paper.url,
+                            "first_seen_at": mp.paper.first_seen_at,
+                            "upvotes": mp.paper.upvotes,
+                            "score": mp.score,
+                            "reason": mp.reason,
+                            "terms": mp.terms,
+                        }
+                        for mp in matched
+                    ],
+                }
+            )
+            return
+        click.echo(
+            f"{total} of {len(papers)} papers first seen in the last {days} days match"
+            + (
+                f"; the best {len(matched)}:"
+                if matched and total > len(matched)
+                else ":"
+                if matched
+                else "."
+            )
+        )
+        echo_table(
+            ["#", "score", "paper", "title", "why"],
+            [
+                (i, f"{mp.score:.1f}", mp.paper.key, mp.paper.title, mp.reason)
+                for i, mp in enumerate(matched, 1)
+            ],
+        )
+        if matched:
+            words = sorted({t.lower() for mp in matched for t in mp.terms})
+            if words:
+                click.echo("matched words: " + ", ".join(words))

@@ -1,0 +1,176 @@
+"""`digest topics …` through click's CliRunner against a real database (both kinds)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from conftest import TEST_SECRET
+
+from digest.commands import topics as topics_commands
+from digest.config import Settings
+from digest.db import session_scope
+from digest.models import Paper, Subscriber, Topic, utcnow
+
+pytestmark = pytest.mark.integration
+
+
+def _build_cli() -> click.Group:
+    """The real `digest` command once the group is registered there, else a stand-in."""
+    try:
+        from digest.cli import cli
+
+        if "topics" in cli.commands:
+            return cli
+    except Exception:
+        pass
+
+    class _LazySettings:
+        _settings: Settings | None = None
+
+        def get(self) -> Settings:
+            if self._settings is None:
+                self._settings = Settings.from_env()
+            return self._settings
+
+    @click.group()
+    @click.pass_context
+    def stand_in(ctx: click.Context) -> None:
+        ctx.obj = _LazySettings()
+
+    stand_in.add_command(topics_commands.group)
+    return stand_in
+
+
+CLI = _build_cli()
+
+
+@pytest.fixture
+def db(db_url: str) -> Settings:
+    """The database with one subscriber and a few papers, new and old."""
+    settings = Settings(database_url=db_url, secret_key=TEST_SECRET)
+    now = utcnow()
+    with session_scope(settings) as session:
+        session.add(Subscriber(email="Ada@Example.org", email_key="ada@example.org"))
+        papers = [
+            ("Machine Unlearning for LLM Safety", "A study of forgetting in LLMs.", 1, 5),
+            ("Corrective machine unlearning", "Forgetting manipulated data.", 2, 40),
+            ("Diffusion models for audio", "Generative audio models.", 1, None),
+            ("Old news: machine unlearning revisited", "Machine unlearning, again.", 30, 90),
+        ]
+        for i, (title, abstract, days_ago, upvotes) in enumerate(papers):
+            session.add(
+                Paper(
+                    key=f"arxiv:2401.0000{i}",
+                    arxiv_id=f"2401.0000{i}",
+                    title=title,
+                    abstract=abstract,
+                    upvotes=upvotes,
+                    url=f"https://arxiv.org/abs/2401.0000{i}",
+                    first_seen_at=now - timedelta(days=days_ago),
+                    last_seen_at=now,
+                )
+            )
+    return settings
+
+
+@pytest.fixture
+def run(db: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {
+        "DIGEST_DATABASE_URL": db.database_url,
+        "DIGEST_SECRET_KEY": TEST_SECRET,
+        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
+    }
+
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(CLI, ["topics", *args], env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def _error(result: Result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0].removeprefix("Error: ")
+
+
+def _topics(settings: Settings) -> list[tuple[str, str]]:
+    with session_scope(settings) as session:
+        return [(t.label, t.query) for t in session.query(Topic).order_by(Topic.id)]
+
+
+def test_add_list_remove(run, db: Settings) -> None:  # type: ignore[no-untyped-def]
+    result = run(
+        "add", "ADA@example.org", '"machine unlearning"  OR  forgetting', "--label", "Unlearning"
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.startswith("added topic ")
+        and '"Unlearning" for Ada@Example.org' in result.stdout
+    )
+    assert run("add", "ada@example.org", "diffusion models").exit_code == 0
+    assert _topics(db) == [
+        ("Unlearning", '"machine unlearning" OR forgetting'),
+        ("diffusion models", "diffusion models"),
+    ]
+
+    listed = json.loads(run("list", "ada@example.org", "--json").stdout)
+    assert [t["label"] for t in listed] == ["Unlearning", "diffusion models"]
+    table = run("list", "ada@example.org").stdout
+    assert "Unlearning" in table and "diffusion models" in table
+
+    result = run("remove", "ada@example.org", str(listed[0]["id"]))
+    assert result.exit_code == 0, result.output
+    assert _topics(db) == [("diffusion models", "diffusion models")]
+    assert _error(run("remove", "ada@example.org", str(listed[0]["id"]))) == (
+        f"Ada@Example.org has no topic {listed[0]['id']}"
+    )
+
+
+def test_bad_query_is_one_line_saying_what_and_where(run, db: Settings) -> None:  # type: ignore[no-untyped-def]
+    message = _error(run("add", "ada@example.org", 'safety title:"machine unlearning'))
+    assert (
+        message == 'bad topic query "safety title:"machine unlearning": unclosed quote at column 14'
+    )
+    message = _error(run("add", "ada@example.org", "tilte:unlearning"))
+    assert "did you mean title:?" in message
+    assert _topics(db) == []
+
+
+def test_unknown_subscriber_and_duplicate_topic(run) -> None:  # type: ignore[no-untyped-def]
+    assert _error(run("add", "bob@example.org", "diffusion")) == (
+        "no subscriber with address bob@example.org"
+    )
+    assert _error(run("list", "bob@example.org")) == "no subscriber with address bob@example.org"
+    assert run("add", "ada@example.org", "diffusion").exit_code == 0
+    assert "already has this query" in _error(run("add", "ada@example.org", "diffusion"))
+
+
+def test_backtest_lists_recent_matches_best_first_with_reasons(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("test", "machine unlearning", "--days", "7", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["papers_considered"] == 3  # the 30-day-old paper is outside the window
+    assert data["matched"] == 2
+    titles = [p["title"] for p in data["papers"]]
+    # both have the phrase in the title; the upvotes decide
+    assert titles == ["Corrective machine unlearning", "Machine Unlearning for LLM Safety"]
+    assert data["papers"][0]["reason"] == 'title matches "machine unlearning"'
+    assert {"machine", "unlearning"} <= set(data["papers"][0]["terms"])
+
+    text = run("test", "machine unlearning", "--days", "60").stdout
+    assert text.splitlines()[0] == "3 of 4 papers first seen in the last 60 days match:"
+    assert "Old news" in text
+    assert "matched words: machine, unlearning" in text
+
+
+def test_backtest_refuses_a_bad_query(run) -> None:  # type: ignore[no-untyped-def]
+    assert _error(run("test", "--", "-survey")) == (
+        'bad topic query "-survey": query matches nothing: only NOT terms; add a word to look for'
+    )
