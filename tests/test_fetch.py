@@ -8,7 +8,13 @@ loops, redirects to file: and to private addresses, 5xx.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -377,3 +383,66 @@ def test_one_request_per_delay_per_host(
     fetch(feed_server.feed_url("hf_daily.json"), settings)
     assert len(waits) == 1 and 2.0 < waits[0] <= 3.0
     assert feed_server.count("/feeds/hf_daily.json") == 3
+
+
+# --- TLS -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 with a fresh self-signed certificate for localhost."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    payload = fixture_bytes("arxiv_rss_cs_lg.xml")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://localhost:{httpd.server_address[1]}/feed.xml", cert
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.integration
+def test_https_certificate_is_verified(tls_server: tuple[str, Path]) -> None:
+    url, _cert = tls_server
+    with pytest.raises(
+        FetchError, match=r"^cannot connect to localhost: .*CERTIFICATE_VERIFY_FAILED"
+    ):
+        fetch(url, make())
+
+
+@pytest.mark.integration
+def test_https_through_the_guarded_connection(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Trust the test certificate: TLS runs over the address-pinned, deadline-bound
+    # stream, with SNI and hostname checks against "localhost", not the IP we dialled.
+    url, cert = tls_server
+    monkeypatch.setattr(fetch_module, "_ssl_context", ssl.create_default_context(cafile=str(cert)))
+    result = fetch(url, make())
+    assert result.status == 200
+    assert result.body == fixture_bytes("arxiv_rss_cs_lg.xml")
