@@ -123,7 +123,7 @@ def _authenticator(sink: SmtpSink):  # type: ignore[no-untyped-def]
         password = auth_data.password.decode()
         sink.logins.append((user, password))
         ok = not sink.users or sink.users.get(user) == password
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     return check
 
@@ -152,6 +152,9 @@ class _Controller(Controller):
             sink=self.sink,
             authenticator=_authenticator(self.sink),
             auth_require_tls=False,
+            # smtplib falls back from PLAIN to LOGIN after a 535, and aiosmtpd's LOGIN
+            # exchange then stalls until the client times out: offer PLAIN only.
+            auth_exclude_mechanism=["LOGIN"],
             **self.SMTP_kwargs,
         )
 
