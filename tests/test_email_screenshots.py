@@ -1,0 +1,99 @@
+"""The digest rendered by a real browser (headless Debian chromium) at 600 and 375 px.
+
+Screenshots are kept under test-artifacts/email/ (gitignored) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from emailkit import context, email_settings, hostile_papers, seed_papers
+
+from digest.render import render_digest
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "email"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed"),
+]
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    command = [
+        CHROMIUM or "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def digest_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    settings = email_settings()
+    rendered = render_digest(
+        context(settings, seed_papers(15), web_url="https://digest.example.org/d/42")
+    )
+    path = ARTIFACTS / "digest.html"
+    path.write_text(rendered.html)
+    (ARTIFACTS / "digest.txt").write_text(rendered.text)
+    return path
+
+
+@pytest.mark.parametrize(("width", "dark"), [(600, False), (375, False), (600, True)])
+def test_screenshot(digest_html: Path, tmp_path: Path, width: int, dark: bool) -> None:
+    shot = ARTIFACTS / f"digest-{width}{'-dark' if dark else ''}.png"
+    shot.unlink(missing_ok=True)
+    extra = ["--force-dark-mode"] if dark else []
+    result = chromium(
+        tmp_path,
+        *extra,
+        f"--screenshot={shot}",
+        f"--window-size={width},3000",
+        digest_html.as_uri(),
+    )
+    assert shot.exists(), result.stderr[-2000:]
+    assert png_size(shot) == (width, 3000)
+    # A blank or near-blank page compresses to a few KB; a page of text does not.
+    assert shot.stat().st_size > 40_000
+
+
+def test_page_renders_and_runs_no_script(digest_html: Path, tmp_path: Path) -> None:
+    hostile = render_digest(context(email_settings(), hostile_papers(), topic_labels=["agents"]))
+    page = ARTIFACTS / "hostile.html"
+    page.write_text(hostile.html)
+    for path, expect in (
+        (digest_html, "15 new papers for you"),
+        (page, "&lt;img src=x onerror=alert(1)&gt; an &lt;b&gt;abstract&lt;/b&gt;"),
+    ):
+        result = chromium(tmp_path, "--dump-dom", path.as_uri())
+        dom = result.stdout
+        assert expect in dom, result.stderr[-2000:]
+        assert "<script" not in dom.lower()
+        assert "<iframe" not in dom.lower() and "<form" not in dom.lower()
+        assert not re.search(r"<[^>]*\son\w+\s*=", dom, re.IGNORECASE)
+    shot = ARTIFACTS / "hostile-375.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=375,3000", page.as_uri())
+    assert shot.exists() and shot.stat().st_size > 20_000
