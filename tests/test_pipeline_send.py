@@ -1,0 +1,270 @@
+"""send_batch end to end in-process: the ledger, paper windows and SMTP outcomes.
+
+A real SMTP server (aiosmtpd over TCP) and both databases. The Celery-level
+versions of these guarantees (killed workers, lost messages) are in test_workers.py.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+from smtpserver import SmtpSink
+from sqlalchemy import select
+
+from digest import db, pipeline
+from digest.config import Settings
+from digest.models import Digest, DigestStatus, Paper, Subscriber, SubscriberStatus, Suppression
+from digest.subscriptions import add_subscriber, unsubscribe
+
+pytestmark = pytest.mark.integration
+
+SEED = {
+    p["title"]: p for p in json.loads((Path(__file__).parent / "data/seed_papers.json").read_text())
+}
+UNLEARNING = [
+    "Open Problems in Machine Unlearning for AI Safety",
+    "Corrective Machine Unlearning",
+]
+LATER_UNLEARNING = "Challenging Forgets: Unveiling the Worst-Case Forget Sets in Machine Unlearning"
+UNRELATED = "Accident Risk Prediction based on Heterogeneous Sparse Data: New Dataset and Insights"
+T = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)  # an hour after 07:00 UTC
+
+
+@pytest.fixture
+def smtp_settings(db_url: str, tmp_path: Path, smtp_server: SmtpSink) -> Settings:
+    return make_settings(db_url, tmp_path, smtp_url=f"{smtp_server.url}?timeout=5")
+
+
+def add_papers(settings: Settings, titles: list[str], seen: datetime) -> list[int]:
+    with db.session_scope(settings) as session:
+        papers = []
+        for i, title in enumerate(titles):
+            key = f"2511.{abs(hash(title)) % 100000:05d}"
+            paper = Paper(
+                key=f"arxiv:{key}",
+                arxiv_id=key,
+                version=1,
+                title=title,
+                abstract=SEED[title]["abstract"],
+                authors=["Ada Lovelace"],
+                categories=["cs.LG"],
+                url=f"https://arxiv.org/abs/{key}",
+                pdf_url=f"https://arxiv.org/pdf/{key}",
+                sources=["arxiv"],
+                first_seen_at=seen + timedelta(seconds=i),
+                last_seen_at=seen,
+            )
+            session.add(paper)
+            papers.append(paper)
+        session.flush()
+        return [p.id for p in papers]
+
+
+def add_reader(settings: Settings, address: str, *topics: str, **kw: object) -> None:
+    with db.session_scope(settings) as session:
+        add_subscriber(
+            session, address, topics=topics, confirmed=True, hour=7, now=T - timedelta(days=2), **kw
+        )
+
+
+def run(settings: Settings, now: datetime) -> dict[str, int]:
+    return pipeline.run_once(settings, now, fetch=False).by_status
+
+
+def parse(data: bytes) -> Message:
+    return email.message_from_bytes(data)
+
+
+def body_text(message: Message) -> str:
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            return payload.decode(part.get_content_charset() or "utf-8")
+    raise AssertionError("no text part")
+
+
+def digest_rows(settings: Settings) -> list[Digest]:
+    with db.session_scope(settings) as session:
+        return list(session.scalars(select(Digest).order_by(Digest.id)))
+
+
+def test_each_paper_reaches_a_reader_once_across_days(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, [*UNLEARNING, UNRELATED], T - timedelta(hours=3))
+    add_reader(smtp_settings, "ada@example.org", "machine unlearning")
+    assert run(smtp_settings, T) == {"sent": 1}
+    first = body_text(parse(smtp_server.messages[0].data))
+    assert all(title in first for title in UNLEARNING)
+    assert UNRELATED not in first
+    # The same day again: nothing new is planned or sent.
+    assert run(smtp_settings, T + timedelta(hours=2)) == {}
+    add_papers(smtp_settings, [LATER_UNLEARNING], T + timedelta(hours=5))
+    assert run(smtp_settings, T + timedelta(days=1)) == {"sent": 1}
+    second = body_text(parse(smtp_server.messages[1].data))
+    assert LATER_UNLEARNING.split(":")[0] in second
+    assert not any(title in second for title in UNLEARNING)
+    rows = digest_rows(smtp_settings)
+    assert [r.period for r in rows] == ["2026-11-29", "2026-11-30"]
+    assert not set(rows[0].paper_ids) & set(rows[1].paper_ids)
+    assert rows[0].window_end == rows[1].window_start  # windows tile, no gap, no overlap
+    ids = {m.data.split(b"Message-ID: ")[1].split(b"\r\n")[0] for m in smtp_server.messages}
+    assert len(ids) == 2
+
+
+def test_a_retried_digest_shows_the_same_papers(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    add_reader(smtp_settings, "ada@example.org", "machine unlearning")
+    smtp_server.rcpt_replies["ada@example.org"] = "451 4.3.0 Try again later"
+    assert run(smtp_settings, T) == {"retry": 1}
+    (row,) = digest_rows(smtp_settings)
+    assert row.status is DigestStatus.RETRY
+    assert row.retry_at is not None and row.retry_at > T
+    assert "451" in (row.error or "")
+    first_papers = row.paper_ids
+    # A matching paper arrives while the digest waits; the server recovers.
+    add_papers(smtp_settings, [LATER_UNLEARNING], T + timedelta(minutes=10))
+    smtp_server.rcpt_replies.clear()
+    assert pipeline.sweep(smtp_settings, row.retry_at - timedelta(seconds=1)) == []
+    assert run(smtp_settings, row.retry_at + timedelta(seconds=1)) == {"sent": 1}
+    (row,) = digest_rows(smtp_settings)
+    assert row.paper_ids == first_papers
+    assert row.attempts == 2
+    text = body_text(parse(smtp_server.messages[0].data))
+    assert LATER_UNLEARNING.split(":")[0] not in text
+    # ... and goes out in the next digest instead: not lost, not twice.
+    assert run(smtp_settings, T + timedelta(days=1)) == {"sent": 1}
+    assert LATER_UNLEARNING.split(":")[0] in body_text(parse(smtp_server.messages[1].data))
+
+
+def test_nothing_matched_is_skipped_or_a_quiet_note(
+    db_url: str, tmp_path: Path, smtp_server: SmtpSink
+) -> None:
+    settings = make_settings(db_url, tmp_path, smtp_url=smtp_server.url)
+    add_papers(settings, [UNRELATED], T - timedelta(hours=3))
+    add_reader(settings, "ada@example.org", "machine unlearning")
+    assert run(settings, T) == {"skipped": 1}
+    assert smtp_server.messages == []
+    (row,) = digest_rows(settings)
+    assert row.error == "none of 1 new papers matched"
+    quiet = make_settings(db_url, tmp_path, smtp_url=smtp_server.url, quiet_day_note=True)
+    assert run(quiet, T + timedelta(days=1)) == {"sent": 1}
+    assert "ada@example.org" in smtp_server.messages[0].rcpt_tos
+
+
+def test_a_permanent_failure_suppresses_only_that_address(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    for name in ("ada", "gone", "grace"):
+        add_reader(smtp_settings, f"{name}@example.org", "machine unlearning")
+    smtp_server.rcpt_replies["gone@example.org"] = "550 5.1.1 No such user"
+    assert run(smtp_settings, T) == {"sent": 2, "failed": 1}
+    assert sorted(r for m in smtp_server.messages for r in m.rcpt_tos) == [
+        "ada@example.org",
+        "grace@example.org",
+    ]
+    with db.session_scope(smtp_settings) as session:
+        suppression = session.scalars(select(Suppression)).one()
+        assert suppression.email_key == "gone@example.org"
+        assert suppression.smtp_code == 550
+        gone = session.scalars(
+            select(Subscriber).where(Subscriber.email_key == "gone@example.org")
+        ).one()
+        assert gone.status is SubscriberStatus.BOUNCED
+    # Tomorrow: the bounced address is not even planned.
+    smtp_server.rcpt_replies.clear()
+    assert run(smtp_settings, T + timedelta(days=1)) in ({}, {"skipped": 2})
+    assert not smtp_server.to("gone@example.org")
+
+
+def test_a_connection_lost_after_data_is_unknown_and_never_resent(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    add_reader(smtp_settings, "flaky@example.org", "machine unlearning")
+    smtp_server.drop_after_data.add("flaky@example.org")
+    assert run(smtp_settings, T) == {"unknown": 1}
+    (row,) = digest_rows(smtp_settings)
+    assert row.status is DigestStatus.UNKNOWN
+    assert row.message_id
+    assert pipeline.sweep(smtp_settings, T + timedelta(days=2)) == []
+    assert len(smtp_server.messages) == 1  # the server did store it once
+
+
+def test_unsubscribed_between_plan_and_send_gets_nothing(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    add_reader(smtp_settings, "ada@example.org", "machine unlearning")
+    ids = pipeline.plan(smtp_settings, T)
+    with db.session_scope(smtp_settings) as session:
+        sub = session.scalars(select(Subscriber)).one()
+        unsubscribe(session, sub)
+    assert pipeline.send_batch(smtp_settings, ids, T).by_status == {"skipped": 1}
+    assert smtp_server.messages == []
+
+
+def test_a_failing_server_stops_the_batch_without_burning_attempts(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    for i in range(8):
+        add_reader(smtp_settings, f"r{i}@example.org", "machine unlearning")
+    smtp_server.mail_reply = "421 4.3.2 Service shutting down"
+    assert run(smtp_settings, T) == {"retry": 8}
+    attempts = [r.attempts for r in digest_rows(smtp_settings)]
+    assert attempts == [1] * pipeline.BREAKER_THRESHOLD + [0] * (8 - pipeline.BREAKER_THRESHOLD)
+    assert all(r.retry_at and r.retry_at > T for r in digest_rows(smtp_settings))
+    smtp_server.mail_reply = None
+    later = max(r.retry_at for r in digest_rows(smtp_settings) if r.retry_at) + timedelta(seconds=1)
+    assert run(smtp_settings, later) == {"sent": 8}
+    assert len(smtp_server.messages) == 8
+
+
+def test_concurrent_senders_never_send_one_digest_twice(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    for i in range(30):
+        add_reader(smtp_settings, f"r{i}@example.org", "machine unlearning")
+    ids = pipeline.plan(smtp_settings, T)
+    barrier = threading.Barrier(3)
+    results: list[dict[str, int]] = []
+
+    def sender() -> None:
+        barrier.wait()
+        results.append(pipeline.send_batch(smtp_settings, ids, T).by_status)
+
+    threads = [threading.Thread(target=sender) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.get("sent", 0) for r in results) == 30
+    recipients = [r for m in smtp_server.messages for r in m.rcpt_tos]
+    assert len(recipients) == len(set(recipients)) == 30
+
+
+def test_in_process_run_writes_the_outbox(db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(db_url, tmp_path)
+    add_papers(settings, UNLEARNING, T - timedelta(hours=3))
+    add_reader(settings, "ada@example.org", "machine unlearning")
+    assert run(settings, T) == {"sent": 1}
+    emls = list(settings.outbox.glob("*.eml"))
+    htmls = list(settings.outbox.glob("*.html"))
+    assert len(emls) == len(htmls) == 1
+    message = parse(emls[0].read_bytes())
+    assert message["To"] == "ada@example.org"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert UNLEARNING[1] in htmls[0].read_text()
