@@ -261,9 +261,10 @@ def import_csv(
                 continue
             if names is None:
                 names, report.warnings = _header(row)
+                email_at = names.index("email")
                 continue
             report.rows += 1
-            email = row[names.index("email")].strip() if len(row) > names.index("email") else ""
+            email = row[email_at].strip() if len(row) > email_at else ""
             if len(row) > len(names):
                 report.errors.append(
                     RowError(
@@ -305,7 +306,10 @@ def import_csv(
     if dry_run:
         report.imported = len(fresh)
         report.topics = sum(len(v["topics"]) for _, v in fresh)
-    elif session.get_bind().dialect.name == "postgresql":
+    elif (session.get_bind().dialect.name, session.get_bind().dialect.driver) == (
+        "postgresql",
+        "psycopg",
+    ):
         _insert_postgres(session, fresh, consent_detail, report)
     else:
         for start in range(0, len(fresh), _CHUNK):
