@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -262,3 +264,29 @@ def test_json_export_has_consent_and_labels(session: Session) -> None:
     assert record["topics"][0]["label"] == "Language models"
     out = io.StringIO()
     assert subs_io.export_json(session, out, statuses=list(SubscriberStatus)) == 2
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    body=st.lists(
+        st.text(alphabet=st.sampled_from('ab@.;,"\r\n \xe9x-:'), max_size=40), max_size=6
+    ),
+    header=st.sampled_from(["email", "email,topics", "topics,email,hour", "mail", ""]),
+    raw=st.binary(max_size=30),
+)
+def test_any_input_is_a_report_or_one_clear_error(
+    session: Session, body: list[str], header: str, raw: bytes
+) -> None:
+    """Whatever the file holds: a report, or a SubscriptionError; never another exception."""
+    for data in (("\n".join([header, *body])).encode(), raw):
+        try:
+            report = subs_io.import_csv(session, data, dry_run=True)
+        except subs.SubscriptionError as exc:
+            assert str(exc) and "\n" not in str(exc)
+        else:
+            assert report.imported + report.bad == report.rows
+            assert all(e.reason for e in report.errors)
