@@ -245,7 +245,8 @@ def make_card(matched: MatchedPaper) -> Card:
         pdf_url=pdf,
         hf_url=hf if hf != url else "",
         upvotes=upvotes if isinstance(upvotes, int) and upvotes > 0 else None,
-        reason=clean_text(best.reason, 200) if best else "",
+        # MatchedPaper.reason (when the matcher provides it) adds the other topics.
+        reason=clean_text(getattr(matched, "reason", None) or (best.reason if best else ""), 200),
         label=clean_text(best.label, 80) if best else "",
     )
 
