@@ -14,7 +14,7 @@ import click
 
 from digest import __version__
 from digest.commands import db as db_commands
-from digest.commands import feeds, papers, run
+from digest.commands import email, feeds, papers, run, subscribers, topics
 from digest.config import ConfigError, Settings
 
 
@@ -53,7 +53,7 @@ class _LazySettings:
         return self._settings
 
 
-for module in (db_commands, feeds, papers, run):
+for module in (db_commands, feeds, papers, subscribers, topics, email, run):
     # getattr evaluates its default eagerly: a module with only `commands` has no `group`.
     for command in getattr(module, "commands", None) or [module.group]:
         cli.add_command(command)
