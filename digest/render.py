@@ -105,6 +105,9 @@ def header_safe(value: object, limit: int = SUBJECT_MAX) -> str:
     return text
 
 
+_URL_BAD = re.compile(r"[\s<>\"'`\\\x00-\x1f\x7f]")
+
+
 def safe_url(value: object) -> str:
     """The URL if it is an absolute http(s) URL we can emit as is, else "" (no link).
 
@@ -114,10 +117,15 @@ def safe_url(value: object) -> str:
     """
     if not isinstance(value, str) or not value or len(value) > 2048:
         return ""
+    return _safe_url(value)
+
+
+@lru_cache(maxsize=8192)
+def _safe_url(value: str) -> str:
     url = value.strip()
-    if any(c.isspace() or c in "<>\"'`\\" or ord(c) < 32 or c == "\x7f" for c in url):
+    if not url[:8].lower().startswith(("http://", "https://")):
         return ""
-    if _UNSAFE.search(url):
+    if _URL_BAD.search(url) or _UNSAFE.search(url):
         return ""
     try:
         parts = urlsplit(url)
@@ -126,9 +134,21 @@ def safe_url(value: object) -> str:
         return ""
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return ""
-    if not url.lower().startswith(("http://", "https://")):
-        return ""
     return url
+
+
+def wrap(text: object, width: int = 72, indent: str = "  ") -> str:
+    """Greedy word wrap for the text part (textwrap is ~10x slower and splits hyphens)."""
+    lines: list[str] = []
+    line = ""
+    for word in str(text).split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return ("\n" + indent).join(lines)
 
 
 @lru_cache(maxsize=4096)
@@ -223,6 +243,39 @@ def _attr(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+@lru_cache(maxsize=4096)
+def _paper_fields(
+    title: str,
+    abstract: str,
+    authors: tuple[str, ...],
+    categories: tuple[str, ...],
+    url: str,
+    pdf_url: str,
+    hf_url: str,
+) -> tuple[str, str, str, tuple[str, ...], str, str, str]:
+    # The same paper appears in many readers' digests of a batch: its cleaned,
+    # cut and shortened fields are computed once (string hashes are cached by Python).
+    link = safe_url(url) or safe_url(hf_url)
+    pdf = safe_url(pdf_url)
+    hf = safe_url(hf_url)
+    cats = tuple(c for c in (clean_text(c, 24) for c in categories[:5]) if c)
+    return (
+        clean_text(title, 300) or "(untitled)",
+        cut_abstract(abstract),
+        short_authors(authors),
+        cats,
+        link or pdf,
+        pdf,
+        hf if hf != link else "",
+    )
+
+
+def _strings(values: object) -> tuple[str, ...]:
+    if not isinstance(values, list | tuple):
+        return ()
+    return tuple(str(v) for v in values if v is not None)
+
+
 def make_card(matched: MatchedPaper) -> Card:
     paper = matched.paper
     hits = list(matched.hits or [])
@@ -230,20 +283,25 @@ def make_card(matched: MatchedPaper) -> Card:
     for hit in hits:
         terms.extend(t for t in (hit.terms or []) if t not in terms)
     best = hits[0] if hits else None
-    url = safe_url(_attr(paper, "url", "")) or safe_url(_attr(paper, "hf_url", ""))
-    pdf = safe_url(_attr(paper, "pdf_url", ""))
-    hf = safe_url(_attr(paper, "hf_url", ""))
+    title, abstract, authors, categories, url, pdf, hf = _paper_fields(
+        str(_attr(paper, "title", "")),
+        str(_attr(paper, "abstract", "")),
+        _strings(_attr(paper, "authors", ())),
+        _strings(_attr(paper, "categories", ())),
+        str(_attr(paper, "url", "")),
+        str(_attr(paper, "pdf_url", "")),
+        str(_attr(paper, "hf_url", "")),
+    )
     upvotes = _attr(paper, "upvotes")
-    categories = [clean_text(c, 24) for c in _attr(paper, "categories", [])][:5]
     return Card(
-        title=clean_text(_attr(paper, "title", ""), 300) or "(untitled)",
-        url=url or pdf,
-        authors=short_authors(_attr(paper, "authors", [])),
-        categories=[c for c in categories if c],
-        abstract=cut_abstract(_attr(paper, "abstract", "")),
+        title=title,
+        url=url,
+        authors=authors,
+        categories=list(categories),
+        abstract=abstract,
         terms=[clean_text(t, 80) for t in terms[:30]],
         pdf_url=pdf,
-        hf_url=hf if hf != url else "",
+        hf_url=hf,
         upvotes=upvotes if isinstance(upvotes, int) and upvotes > 0 else None,
         # MatchedPaper.reason (when the matcher provides it) adds the other topics.
         reason=clean_text(getattr(matched, "reason", None) or (best.reason if best else ""), 200),
@@ -324,6 +382,7 @@ def _text_env() -> jinja2.Environment:
     )
     env.filters["safe_url"] = safe_url
     env.filters["clean"] = clean_text
+    env.filters["wrap"] = wrap
     return env
 
 

@@ -1,0 +1,185 @@
+"""Benchmark: digest emails rendered per second, MJML compiled once vs. per email.
+
+Both ways run in the same process on the same digests (20 papers per reader,
+drawn from a day's pool of 300 built from the real titles and abstracts in
+tests/data/seed_papers.json, over 3 topics, varied per reader), so the ratio is
+meaningful on any machine. "Compiled once" is digest.render.render_digest with
+its per-process template cache; "MJML per email" clears that cache before each
+email, so every email pays mjml2html plus parsing the compiled template, which
+is what rendering without the cache would cost.
+
+Message building is measured the same way: digest.message.build_message (bytes
+assembled by hand with binascii) against email.message.EmailMessage +
+as_bytes() for the same subject, text and HTML.
+
+    .venv/bin/python bench/render.py               # 2,000 emails compiled-once, 200 per-email
+    .venv/bin/python bench/render.py --emails 500 --papers 50
+
+Results are recorded in bench/README.md ("Render").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import date
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from digest import render
+from digest.config import Settings
+from digest.matching import MatchedPaper, TopicHit
+from digest.message import build_message, make_message_id
+from digest.models import utcnow
+
+SEED = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed_papers.json"
+LABELS = ["machine unlearning", "jailbreaks", "agents"]
+TERMS = [["unlearning", "forget"], ["jailbreak", "safety"], ["agent", "agents"]]
+AUTHORS = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Chen Wei", "Yuki Tanaka", "Ola Nordmann"]
+
+
+def contexts(
+    settings: Settings, n: int, papers: int, pool_size: int = 300
+) -> list[render.DigestContext]:
+    """``n`` readers' digests drawn from one day's pool of papers, as in a real batch."""
+    seed = json.loads(SEED.read_text())
+    pool = [
+        SimpleNamespace(
+            id=j,
+            title=seed[j % len(seed)]["title"]
+            + ("" if j < len(seed) else f" (part {j // len(seed) + 1})"),
+            abstract=seed[j % len(seed)]["abstract"],
+            authors=AUTHORS[: 1 + j % len(AUTHORS)],
+            categories=["cs.LG", "cs.CL"],
+            url=f"https://arxiv.org/abs/2411.{j:05d}",
+            pdf_url=f"https://arxiv.org/pdf/2411.{j:05d}",
+            hf_url=f"https://huggingface.co/papers/2411.{j:05d}",
+            upvotes=(j * 7) % 40 or None,
+        )
+        for j in range(pool_size)
+    ]
+    out = []
+    for e in range(n):
+        matched = []
+        for j in range(papers):
+            paper = pool[(e * 13 + j * 7) % pool_size]
+            k = (e + j) % 3
+            hit = TopicHit(k, LABELS[k], 1.0, TERMS[k], f'abstract matches "{TERMS[k][0]}"')
+            matched.append(MatchedPaper(paper, 1.0, [hit]))  # type: ignore[arg-type]
+        out.append(
+            render.DigestContext(
+                settings=settings,
+                email=f"reader{e}@example.org",
+                timezone="UTC",
+                date=date(2026, 11, 29),
+                papers=matched,
+                topic_labels=LABELS,
+                manage_url=f"https://digest.example.org/manage/{e}.1.1.abc",
+                unsubscribe_url=f"https://digest.example.org/unsubscribe/{e}.1.1.abc",
+                papers_arrived=pool_size,
+            )
+        )
+    return out
+
+
+def rate(fn, items) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Items per second and median ms per item."""
+    times = []
+    start = time.perf_counter()
+    for item in items:
+        t = time.perf_counter()
+        fn(item)
+        times.append(time.perf_counter() - t)
+    total = time.perf_counter() - start
+    return len(items) / total, statistics.median(times) * 1000
+
+
+def email_message(settings: Settings, rendered: render.RenderedEmail, to: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = settings.from_addr
+    msg["To"] = to
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = make_message_id(1, settings.from_domain)
+    msg["List-Unsubscribe"] = "<https://digest.example.org/unsubscribe/x>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    return msg.as_bytes()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--emails", type=int, default=2000, help="emails for the fast paths")
+    parser.add_argument("--baseline", type=int, default=200, help="emails for the slow paths")
+    parser.add_argument("--papers", type=int, default=20, help="papers per digest")
+    args = parser.parse_args()
+
+    settings = Settings(
+        base_url="https://digest.example.org",
+        from_addr="Paper Digest <digest@digest.example.org>",
+        postal_address="1 Example Street, Testville",
+    )
+    items = contexts(settings, args.emails, args.papers)
+    render.render_digest(items[0])  # warm: compile once, import mjml
+
+    once_rate, once_ms = rate(render.render_digest, items)
+
+    def per_email(ctx: render.DigestContext) -> render.RenderedEmail:
+        render.templates.cache_clear()
+        return render.render_digest(ctx)
+
+    per_rate, per_ms = rate(per_email, items[: args.baseline])
+    render.templates.cache_clear()
+
+    # Same output either way (the point of protecting Jinja through MJML).
+    a = render.render_digest(items[1])
+    render.templates.cache_clear()
+    b = per_email(items[1])
+    assert a == b, "compiled-once and per-email output differ"
+
+    rendered = [render.render_digest(c) for c in items]
+    sizes = [len(r.html.encode()) for r in rendered]
+
+    def build(i: int) -> bytes:
+        return build_message(
+            settings,
+            rendered[i],
+            to=items[i].email,
+            message_id=make_message_id(i, settings.from_domain),
+            unsubscribe_url=items[i].unsubscribe_url,
+        ).data
+
+    build_rate, build_ms = rate(build, range(len(items)))
+    stdlib_rate, stdlib_ms = rate(
+        lambda i: email_message(settings, rendered[i], items[i].email), range(args.baseline)
+    )
+    message_kb = statistics.median(len(build(i)) for i in range(20)) / 1024
+
+    cpu = os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"digests: {args.papers} papers each; HTML median {statistics.median(sizes) / 1024:.1f} KB, "
+          f"max {max(sizes) / 1024:.1f} KB; message median {message_kb:.1f} KB")  # fmt: skip
+    print(f"machine: {cpu} CPUs, load average {load:.2f}")
+    print()
+    print(f"{'what':40} {'per second':>12} {'median ms':>10}")
+    print(f"{'render, MJML compiled once (cached)':40} {once_rate:12.0f} {once_ms:10.3f}")
+    print(f"{'render, MJML compiled per email':40} {per_rate:12.0f} {per_ms:10.3f}")
+    print(f"{'  ratio':40} {once_rate / per_rate:11.1f}x")
+    print(f"{'build message, hand-assembled bytes':40} {build_rate:12.0f} {build_ms:10.3f}")
+    print(f"{'build message, EmailMessage.as_bytes':40} {stdlib_rate:12.0f} {stdlib_ms:10.3f}")
+    print(f"{'  ratio':40} {build_rate / stdlib_rate:11.1f}x")
+    both = 1 / (1 / once_rate + 1 / build_rate)
+    print(f"{'render + build, per email':40} {both:12.0f} {1000 / both:10.3f}")
+
+
+if __name__ == "__main__":
+    main()
