@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import string
@@ -814,3 +815,60 @@ def test_sample_feeds_overlap_and_mix_announce_types() -> None:
     assert all(p.upvotes is not None for p in hf.papers)
     categories = {c for p in rss.papers for c in p.categories}
     assert {"cs.LG", "cs.CL", "cs.CR", "cs.AI", "cs.CV", "stat.ML"} <= categories
+
+
+# --- fuzzing: nothing but FeedFormatError ever escapes a parser ------------------------
+
+GOOD = {
+    "arxiv-rss": body("arxiv_rss_cs_lg.xml"),
+    "arxiv-api": body("arxiv_api_query.xml"),
+    "hf-daily": body("hf_daily.json"),
+    "rss": body("hostile_links.rss"),
+}
+mutations = st.lists(
+    st.tuples(
+        st.sampled_from(["flip", "insert", "delete", "truncate"]),
+        st.floats(0, 1, exclude_max=True),
+        st.binary(min_size=1, max_size=8),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def mutate(data: bytes, steps: list[tuple[str, float, bytes]]) -> bytes:
+    for op, where, junk in steps:
+        at = int(where * len(data)) if data else 0
+        if op == "flip" and data:
+            data = data[:at] + bytes([data[at] ^ junk[0]]) + data[at + 1 :]
+        elif op == "insert":
+            data = data[:at] + junk + data[at:]
+        elif op == "delete":
+            data = data[:at] + data[at + len(junk) * 16 :]
+        else:
+            data = data[:at]
+    return data
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(sorted(GOOD)), steps=mutations)
+def test_mutated_feeds_parse_cleanly_or_fail_with_a_message(
+    kind: str, steps: list[tuple[str, float, bytes]]
+) -> None:
+    data = mutate(GOOD[kind], steps)
+    try:
+        result = parse_feed(kind, data, "https://feeds.example.org/feed")
+    except FeedFormatError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    for paper in result.papers:
+        assert_clean(paper)
+
+
+@settings(max_examples=100, deadline=None)
+@given(kind=st.sampled_from(sorted(GOOD)), data=st.binary(max_size=300))
+def test_random_bytes_never_crash_a_parser(kind: str, data: bytes) -> None:
+    with contextlib.suppress(FeedFormatError):
+        parse_feed(kind, data, "https://feeds.example.org/feed")
+    with contextlib.suppress(FeedFormatError):
+        detect_kind("https://feeds.example.org/feed", data)

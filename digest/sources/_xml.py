@@ -24,7 +24,8 @@ _PROLOG_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
 _DTD_SUBSET_RE = re.compile(rb"<!DOCTYPE[^\[>]*\[(.*?)\]\s*>", re.DOTALL | re.IGNORECASE)
 # Characters XML 1.0 forbids outright. Real feeds do carry stray ones (a form feed
 # pasted into an abstract); dropping them beats losing the whole feed.
-_XML_ILLEGAL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_ILLEGAL_RE = re.compile("[\x00-\x08\x0e-\x1f\ufffe\uffff]")
+_XML_ILLEGAL_SPACE_RE = re.compile("[\x0b\x0c]")  # vertical tab, form feed: still whitespace
 _HTML_START_RE = re.compile(
     rb"^(?:\s|<!--.*?-->)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
     re.IGNORECASE | re.DOTALL,
@@ -104,6 +105,13 @@ def _decode_single_byte(body: bytes) -> str:
         return body.decode("latin-1")
 
 
+def xml_text(body: bytes) -> str:
+    """The document as text: decoded as meant, without its XML declaration (which would
+    name the wrong encoding now) and without characters XML 1.0 forbids."""
+    text = _XML_ILLEGAL_RE.sub("", _PROLOG_RE.sub("", decode_xml(body), count=1))
+    return _XML_ILLEGAL_SPACE_RE.sub(" ", text)
+
+
 def parse_xml(body: bytes) -> Element:
     """Parse untrusted bytes into an Element, or raise :class:`FeedFormatError`."""
     if not body.strip():
@@ -111,7 +119,7 @@ def parse_xml(body: bytes) -> Element:
     if looks_like_html(body):
         raise FeedFormatError("got an HTML page, not a feed")
     refuse_entity_declarations(body)
-    text = _XML_ILLEGAL_RE.sub("", _PROLOG_RE.sub("", decode_xml(body), count=1))
+    text = xml_text(body)
     try:
         root = SafeET.fromstring(text)
     except defusedxml.DefusedXmlException as exc:

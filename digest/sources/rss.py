@@ -40,12 +40,24 @@ def parse(body: bytes, url: str) -> FeedParseResult:
     if _xml.looks_like_html(body):
         raise FeedFormatError("got an HTML page, not a feed")
     _xml.refuse_entity_declarations(body)
-    parsed = feedparser.parse(
-        io.BytesIO(body),
-        response_headers={"content-location": url},
-        resolve_relative_uris=True,
-        sanitize_html=True,
-    )
+    # Charset handling is ours, as for the arXiv formats (feedparser's own detection
+    # crashes on some malformed declarations): feedparser gets clean UTF-8.
+    data = b'<?xml version="1.0" encoding="utf-8"?>' + _xml.xml_text(body).encode("utf-8")
+    try:
+        parsed = feedparser.parse(
+            io.BytesIO(data),
+            response_headers={
+                "content-location": url,
+                "content-type": "application/xml; charset=utf-8",
+            },
+            resolve_relative_uris=True,
+            sanitize_html=True,
+        )
+    except Exception as exc:
+        # e.g. ValueError from chr() on "&#x110000;" in feedparser's loose parser.
+        raise FeedFormatError(
+            f"not a readable feed: {type(exc).__name__}: {clean_text(str(exc))}"
+        ) from None
     entries = parsed.get("entries") or []
     version = parsed.get("version") or ""
     reason = parsed.get("bozo_exception")
