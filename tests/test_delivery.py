@@ -30,9 +30,6 @@ from digest.message import build_message, make_message_id
 from digest.render import render_digest
 from digest.suppression import get_suppression, is_suppressed, suppress, unsuppress
 
-# The `smtp_server` fixture: a real aiosmtpd server with programmable answers.
-pytest_plugins = ("smtpserver",)
-
 SIMPLE = b"From: digest@digest.example.org\r\nSubject: test\r\n\r\n.leading dot\r\nbody\r\n"
 
 

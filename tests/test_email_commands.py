@@ -24,7 +24,6 @@ from digest.subscriptions import add_subscriber
 from digest.suppression import suppress
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("smtpserver",)
 
 
 def cli_for(settings: Settings) -> click.Group:
