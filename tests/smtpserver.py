@@ -134,11 +134,13 @@ class _CountingSMTP(SMTP):
         self._sink = sink
 
     def connection_made(self, transport):  # type: ignore[no-untyped-def]
-        with self._sink.lock:
-            self._sink.connections += 1
-            number = self._sink.connections
+        # Called again on the same connection after STARTTLS: count TCP connections once.
+        if not hasattr(self, "_digest_number"):
+            with self._sink.lock:
+                self._sink.connections += 1
+                self._digest_number = self._sink.connections
         super().connection_made(transport)
-        self.session.digest_connection = number  # type: ignore[union-attr]
+        self.session.digest_connection = self._digest_number  # type: ignore[union-attr]
 
 
 class _Controller(Controller):
@@ -165,9 +167,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_sink() -> tuple[SmtpSink, Controller]:
+def start_sink(**controller_kwargs: object) -> tuple[SmtpSink, Controller]:
+    """Start a server; ``controller_kwargs`` go to aiosmtpd (e.g. ``ssl_context`` for
+    implicit TLS, ``tls_context`` and ``require_starttls`` for STARTTLS)."""
     sink = SmtpSink(port=_free_port())
-    controller = _Controller(sink, hostname=sink.host, port=sink.port, ready_timeout=10)
+    controller = _Controller(
+        sink, hostname=sink.host, port=sink.port, ready_timeout=10, **controller_kwargs
+    )
     controller.start()
     # The trigger connection aiosmtpd makes at start-up is not a client of ours.
     sink.connections = 0

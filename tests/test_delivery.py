@@ -6,12 +6,14 @@ import email
 import email.policy
 import os
 import socket
+import ssl
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from emailkit import context, email_settings, seed_papers
-from smtpserver import SmtpSink
+from smtpserver import SmtpSink, start_sink
 from sqlalchemy.orm import Session
 
 from digest.config import ConfigError
@@ -383,3 +385,56 @@ def test_outbox_names_are_safe(tmp_path: Path) -> None:
     eml, html = outbox_paths(tmp_path, "<../../etc/passwd\r\n@x>")
     assert eml.parent == tmp_path and html.parent == tmp_path
     assert "/" not in eml.name and "\n" not in eml.name
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.mark.integration
+def test_starttls(tls_context: ssl.SSLContext) -> None:
+    sink, controller = start_sink(tls_context=tls_context, require_starttls=True)
+    try:
+        url = f"smtp://u%40x.org:pw@127.0.0.1:{sink.port}?starttls=1&verify=0&timeout=10"
+        with SmtpTransport(url) as transport:
+            for i in range(3):
+                assert transport.send("d@x.org", f"r{i}@example.org", SIMPLE, "<1@x>").ok
+        assert len(sink.messages) == 3 and sink.connections == 1
+        assert sink.logins == [("u@x.org", "pw")]
+        # Without STARTTLS this server refuses to go on.
+        with SmtpTransport(f"smtp://127.0.0.1:{sink.port}?timeout=10") as plain:
+            refused = plain.send("d@x.org", "r@example.org", SIMPLE, "<2@x>")
+        assert refused.status == "permanent" and refused.code == 530
+        assert not refused.should_suppress  # a 5xx to MAIL FROM is about us
+        # Verification is on by default: a self-signed certificate is refused.
+        with SmtpTransport(f"smtp://127.0.0.1:{sink.port}?starttls=1&timeout=10") as strict:
+            unverified = strict.send("d@x.org", "r@example.org", SIMPLE, "<3@x>")
+        assert unverified.status == "transient" and unverified.stage == "connect"
+        assert "CERTIFICATE_VERIFY_FAILED" in unverified.message
+    finally:
+        controller.stop()
+
+
+@pytest.mark.integration
+def test_implicit_tls(tls_context: ssl.SSLContext) -> None:
+    sink, controller = start_sink(ssl_context=tls_context)
+    try:
+        with SmtpTransport(f"smtps://127.0.0.1:{sink.port}?verify=0&timeout=10") as transport:
+            assert transport.send("d@x.org", "r@example.org", SIMPLE, "<1@x>").ok
+        assert len(sink.messages) == 1
+    finally:
+        controller.stop()
