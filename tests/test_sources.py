@@ -397,6 +397,22 @@ def test_arxiv_rss_fixture() -> None:
     assert papers[sid("Aegis2.0")].doi == f"10.48550/arxiv.{sid('Aegis2.0')}"
 
 
+def test_arxiv_atom_listing_reads_like_the_rss_one() -> None:
+    url = "https://rss.arxiv.org/atom/cs.LG"
+    atom = parse_feed("arxiv-rss", body("arxiv_atom_cs_lg.xml"), url)
+    rss = {p.key: p for p in parse("arxiv_rss_cs_lg.xml", "arxiv-rss")}
+    assert atom.title == "cs.LG updates on arXiv.org" and atom.skipped == []
+    assert [p.announce_type for p in atom.papers] == ["new", "new", "replace"]
+    for paper in atom.papers:
+        assert_clean(paper)
+        twin = rss[paper.key]
+        same = ("title", "categories", "version", "published_at", "url", "pdf_url")
+        assert {f: getattr(paper, f) for f in same} == {f: getattr(twin, f) for f in same}
+        assert twin.abstract.startswith(paper.abstract)  # the RSS one has an extra sentence
+    # One <author> per name: a comma inside a name does not split it.
+    assert atom.papers[1].authors[0] == "Ada Lovelace, Jr."
+
+
 def test_arxiv_rss_skips_unusable_items_with_reasons() -> None:
     result = parse_feed(
         "arxiv-rss", body("arxiv_rss_bad_items.xml"), "https://rss.arxiv.org/rss/cs.CR"
@@ -471,11 +487,15 @@ def test_arxiv_api_parser_refuses_rss() -> None:
         parse("arxiv_rss_cs_lg.xml", "arxiv-api")
 
 
-def test_arxiv_rss_parser_refuses_atom() -> None:
+def test_arxiv_rss_parser_refuses_other_documents() -> None:
     with pytest.raises(
-        FeedFormatError, match=r"expected an arXiv RSS document \(<rss>\), got <feed>"
+        FeedFormatError, match=r"^got an arXiv API result .*: use the kind arxiv-api$"
     ):
         parse("arxiv_api_query.xml", "arxiv-rss")
+    with pytest.raises(
+        FeedFormatError, match=r"expected an arXiv RSS document \(<rss>\), got <RDF>"
+    ):
+        parse("biorxiv.rdf", "arxiv-rss")
 
 
 # --- Hugging Face --------------------------------------------------------------------
@@ -746,6 +766,7 @@ def test_detect_kind_by_url(url: str, kind: FeedKind) -> None:
     [
         ("arxiv_rss_cs_lg.xml", FeedKind.ARXIV_RSS),
         ("arxiv_rss_no_items.xml", FeedKind.ARXIV_RSS),
+        ("arxiv_atom_cs_lg.xml", FeedKind.ARXIV_RSS),
         ("arxiv_api_query.xml", FeedKind.ARXIV_API),
         ("arxiv_api_error.xml", FeedKind.ARXIV_API),
         ("hf_daily.json", FeedKind.HF_DAILY),

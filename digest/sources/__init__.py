@@ -100,10 +100,11 @@ def _kind_from_body(body: bytes) -> FeedKind:
         raise FeedFormatError("got an HTML page, not a feed")
     if _ARXIV_NS in head and _OPENSEARCH in head and b"<feed" in head:
         return FeedKind.ARXIV_API
-    # arXiv's RSS declares its namespace on <rss> even on an empty weekend listing.
+    # arXiv's listing (RSS, or the same as Atom) declares its namespace even on an empty
+    # weekend listing, and links to rss.arxiv.org.
     if (
         _ARXIV_NS in head
-        and b"<rss" in head
+        and (b"<rss" in head or b"<feed" in head)
         and (_ANNOUNCE_RE.search(head) or _ARXIV_RSS_LINK in head)
     ):
         return FeedKind.ARXIV_RSS

@@ -39,6 +39,7 @@ NS = {
     "atom": "http://www.w3.org/2005/Atom",
     "content": "http://purl.org/rss/1.0/modules/content/",
 }
+_OPENSEARCH = {"opensearch": "http://a9.com/-/spec/opensearch/1.1/"}
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 
 # "arXiv:2509.13332v1 Announce Type: new \nAbstract: …" — both parts optional, so a
@@ -52,6 +53,13 @@ _AUTHOR_SPLIT_RE = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 
 def parse(body: bytes, url: str) -> FeedParseResult:
     root = _xml.parse_xml(body)
+    if root.tag == f"{_ATOM}feed":
+        if root.find("opensearch:totalResults", _OPENSEARCH) is not None:
+            raise FeedFormatError(
+                "got an arXiv API result (Atom with OpenSearch), not an arXiv RSS listing: "
+                "use the kind arxiv-api"
+            )
+        return _parse_atom(root)
     if _xml.local_name(root.tag) != "rss":
         raise FeedFormatError(
             f"expected an arXiv RSS document (<rss>), got <{_xml.local_name(root.tag)}>"
@@ -63,7 +71,37 @@ def parse(body: bytes, url: str) -> FeedParseResult:
         papers=[], title=clean_text(_xml.child_text(channel, "title", NS)) or None
     )
     for position, item in enumerate(channel.iterfind("item"), start=1):
-        record = _record(item, position, result.skipped)
+        fields, categories = _children(item)
+        record = _record(fields, categories, None, position, result.skipped)
+        if record is not None:
+            result.papers.append(record)
+    return result
+
+
+def _parse_atom(root: Element) -> FeedParseResult:
+    """The same listing as Atom (``https://rss.arxiv.org/atom/cs.LG``): same content,
+    Atom element names, one ``<author>`` per author."""
+    result = FeedParseResult(
+        papers=[], title=clean_text(_xml.child_text(root, "atom:title", NS)) or None
+    )
+    for position, entry in enumerate(root.iterfind("atom:entry", NS), start=1):
+        fields: dict[str, str] = {}
+        categories: list[str] = []
+        authors: list[str] = []
+        for child in entry:
+            tag = child.tag
+            if tag == f"{_ATOM}category":
+                categories.append(child.get("term") or "")
+            elif tag == f"{_ATOM}author":
+                authors.append(clean_text(_xml.child_text(child, "atom:name", NS)))
+            elif tag == f"{_ATOM}link":
+                if child.get("rel", "alternate") == "alternate":
+                    fields.setdefault("link", child.get("href") or "")
+            else:
+                name = _ATOM_FIELDS.get(tag, tag)
+                if name not in fields:
+                    fields[name] = "".join(child.itertext()) if len(child) else (child.text or "")
+        record = _record(fields, categories, authors, position, result.skipped)
         if record is not None:
             result.papers.append(record)
     return result
@@ -71,6 +109,14 @@ def parse(body: bytes, url: str) -> FeedParseResult:
 
 _ARXIV = "{http://arxiv.org/schemas/atom}"
 _DC = "{http://purl.org/dc/elements/1.1/}"
+_ATOM = "{http://www.w3.org/2005/Atom}"
+# Atom names for the RSS fields _record reads.
+_ATOM_FIELDS = {
+    f"{_ATOM}title": "title",
+    f"{_ATOM}summary": "description",
+    f"{_ATOM}id": "guid",
+    f"{_ATOM}published": "pubDate",
+}
 
 
 def _children(item: Element) -> tuple[dict[str, str], list[str]]:
@@ -89,8 +135,13 @@ def _children(item: Element) -> tuple[dict[str, str], list[str]]:
     return fields, categories
 
 
-def _record(item: Element, position: int, skipped: list[str]) -> PaperRecord | None:
-    fields, raw_categories = _children(item)
+def _record(
+    fields: dict[str, str],
+    raw_categories: list[str],
+    authors: list[str] | None,
+    position: int,
+    skipped: list[str],
+) -> PaperRecord | None:
     title = clean_text(fields.get("title"))
     description = fields.get("description", "")
     prefix = _PREFIX_RE.match(description)
@@ -120,7 +171,9 @@ def _record(item: Element, position: int, skipped: list[str]) -> PaperRecord | N
         key=f"arxiv:{arxiv_id}",
         title=title,
         abstract=html_to_text(description[prefix.end() :]),
-        authors=split_authors(fields.get(f"{_DC}creator", "")),
+        authors=_dedupe(authors)
+        if authors is not None
+        else split_authors(fields.get(f"{_DC}creator", "")),
         categories=categories,
         # arXiv lists the primary category first; a cross-list's feed category comes later.
         primary_category=categories[0] if categories else None,

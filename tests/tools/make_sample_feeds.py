@@ -195,6 +195,54 @@ def rss_item(
     return "\n".join(lines)
 
 
+def atom_entry(
+    paper: dict, announce: str, version: int, *, categories: list[str] | None = None
+) -> str:
+    """One entry of arXiv's Atom listing (https://rss.arxiv.org/atom/cs.LG)."""
+    pid = paper["id"]
+    return "\n".join(
+        [
+            "  <entry>",
+            f"    <id>oai:arXiv.org:{pid}v{version}</id>",
+            f"    <title>{escape(paper['title'])}</title>",
+            f"    <updated>{DAY.strftime('%Y-%m-%dT04:00:00.000Z')}</updated>",
+            f'    <link href="https://arxiv.org/abs/{pid}" rel="alternate" type="text/html"/>',
+            f"    <summary>arXiv:{pid}v{version} Announce Type: {announce} \n"
+            f"Abstract: {escape(paper['abstract'])}</summary>",
+            *[
+                f'    <category term="{c}" scheme="http://arxiv.org/schemas/atom"/>'
+                for c in categories or paper["categories"]
+            ],
+            f"    <published>{DAY.strftime('%Y-%m-%dT00:00:00-04:00')}</published>",
+            f"    <arxiv:announce_type>{announce}</arxiv:announce_type>",
+            "    <dc:rights>http://creativecommons.org/licenses/by/4.0/</dc:rights>",
+            *[
+                f"    <author>\n      <name>{escape(a)}</name>\n    </author>"
+                for a in paper["authors"]
+            ],
+            "  </entry>",
+        ]
+    )
+
+
+def atom_document(feed: str, entries: list[str]) -> str:
+    return "\n".join(
+        [
+            "<?xml version='1.0' encoding='UTF-8'?>",
+            '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" xml:lang="en-us">',
+            f"  <id>http://rss.arxiv.org/atom/{feed}</id>",
+            f"  <title>{escape(feed)} updates on arXiv.org</title>",
+            f"  <updated>{DAY.strftime('%Y-%m-%dT04:00:00.000Z')}</updated>",
+            f'  <link href="https://rss.arxiv.org/atom/{feed}" rel="self" type="application/atom+xml"/>',
+            f"  <subtitle>{escape(feed)} updates on the arXiv.org e-print archive.</subtitle>",
+            *entries,
+            "</feed>",
+            "",
+        ]
+    )
+
+
 def rss_document(feed: str, items: list[str]) -> str:
     return "\n".join(
         [
@@ -490,6 +538,15 @@ def build_fixtures(papers: list[dict]) -> dict[str, str]:
         "arxiv_api_query.xml": api,
         "hf_daily.json": json.dumps(hf_papers, ensure_ascii=False, indent=2) + "\n",
         "biorxiv.rdf": biorxiv_document(papers),
+        # The same listing as Atom: three of the RSS items, one with a comma in a name.
+        "arxiv_atom_cs_lg.xml": atom_document(
+            "cs.LG",
+            [
+                atom_entry(unlearning, "new", 1),
+                atom_entry(dict(aegis, authors=["Ada Lovelace, Jr.", *aegis["authors"]]), "new", 1),
+                atom_entry(lora, "replace", 2),
+            ],
+        ),
         "blog_atom.xml": blog_document(papers, unlearning),
     }
 
