@@ -281,6 +281,21 @@ def _check_url(url: str, redirected_from: str | None = None) -> str:
     return url
 
 
+def _validator(value: str | None, max_length: int) -> str | None:
+    """An ETag / Last-Modified worth storing and sending back, else None.
+
+    They come from the server and go back into our request headers (and into
+    columns of limited width): anything but short printable ASCII is dropped, which
+    only costs a full fetch instead of a 304.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if not value or len(value) > max_length or not value.isascii() or not value.isprintable():
+        return None
+    return value
+
+
 def _size(n: int) -> str:
     mb = 1024 * 1024
     return f"{n // mb} MB" if n % mb == 0 else f"{n:,} bytes"
@@ -306,6 +321,7 @@ def fetch(
         "Accept": ACCEPT,
         "Accept-Encoding": "gzip, deflate",
     }
+    etag, last_modified = _validator(etag, 500), _validator(last_modified, 100)
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
@@ -345,6 +361,8 @@ def fetch(
                 ) from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"network error talking to {host}: {_reason(exc)}") from None
+            except (UnicodeError, ValueError) as exc:  # e.g. a Location httpx cannot encode
+                raise FetchError(f"cannot request {current!r}: {_reason(exc)}") from None
             if isinstance(result, str):  # a redirect
                 if len(redirects) >= MAX_REDIRECTS:
                     raise FetchError(
@@ -383,8 +401,8 @@ def _one_request(
         common = {
             "final_url": url,
             "status": status,
-            "etag": response.headers.get("etag"),
-            "last_modified": response.headers.get("last-modified"),
+            "etag": _validator(response.headers.get("etag"), 500),
+            "last_modified": _validator(response.headers.get("last-modified"), 100),
             "content_type": response.headers.get("content-type"),
         }
         if status == 304:

@@ -79,6 +79,16 @@ def test_last_modified_alone_gets_304(feed_server: FeedServer) -> None:
 
 
 @pytest.mark.integration
+def test_unusable_validators_are_neither_sent_nor_returned(feed_server: FeedServer) -> None:
+    url = feed_server.feed_url("hf_daily.json")
+    result = fetch(url, make(), etag='"caf\u00e9"\r\nX-Injected: 1', last_modified="x" * 101)
+    assert result.status == 200  # no validators went out, so no 304
+    sent = feed_server.requests[-1].headers
+    assert "If-None-Match" not in sent and "If-Modified-Since" not in sent
+    assert "X-Injected" not in sent
+
+
+@pytest.mark.integration
 def test_changed_feed_is_fetched_again_despite_old_etag(feed_server: FeedServer) -> None:
     url = feed_server.put("/dynamic/feed.xml", fixture_bytes("arxiv_rss_no_items.xml"))
     first = fetch(url, make())
