@@ -10,7 +10,8 @@ is what rendering without the cache would cost.
 
 Message building is measured the same way: digest.message.build_message (bytes
 assembled by hand with binascii) against email.message.EmailMessage +
-as_bytes() for the same subject, text and HTML.
+as_bytes() for the same subject, text and HTML, and build_message with DKIM
+signing (a fresh RSA-2048 key from openssl; dkimpy signs in pure Python).
 
     .venv/bin/python bench/render.py               # 2,000 emails compiled-once, 200 per-email
     .venv/bin/python bench/render.py --emails 500 --papers 50
@@ -24,8 +25,11 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from datetime import date
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -164,6 +168,26 @@ def main() -> None:
     )
     message_kb = statistics.median(len(build(i)) for i in range(20)) / 1024
 
+    dkim_rate = dkim_ms = float("nan")
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "dkim.pem"
+        made = subprocess.run(
+            ["openssl", "genrsa", "-out", str(key), "2048"], capture_output=True, check=False
+        )
+        if made.returncode == 0:
+            signing = replace(settings, dkim_key_file=str(key), dkim_selector="bench")
+
+            def build_signed(i: int) -> bytes:
+                return build_message(
+                    signing,
+                    rendered[i],
+                    to=items[i].email,
+                    message_id=make_message_id(i, settings.from_domain),
+                    unsubscribe_url=items[i].unsubscribe_url,
+                ).data
+
+            dkim_rate, dkim_ms = rate(build_signed, range(args.baseline))
+
     cpu = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"digests: {args.papers} papers each; HTML median {statistics.median(sizes) / 1024:.1f} KB, "
@@ -177,6 +201,7 @@ def main() -> None:
     print(f"{'build message, hand-assembled bytes':40} {build_rate:12.0f} {build_ms:10.3f}")
     print(f"{'build message, EmailMessage.as_bytes':40} {stdlib_rate:12.0f} {stdlib_ms:10.3f}")
     print(f"{'  ratio':40} {build_rate / stdlib_rate:11.1f}x")
+    print(f"{'build message + DKIM (RSA-2048, dkimpy)':40} {dkim_rate:12.0f} {dkim_ms:10.3f}")
     both = 1 / (1 / once_rate + 1 / build_rate)
     print(f"{'render + build, per email':40} {both:12.0f} {1000 / both:10.3f}")
 
