@@ -325,12 +325,15 @@ def group_papers(papers: Sequence[MatchedPaper], topic_labels: Sequence[str]) ->
     return [g for g in groups.values() if g.cards]
 
 
-def subject_for(count: int, labels: Sequence[str], when: Date, arrived: int | None) -> str:
+def subject_for(
+    count: int, labels: Sequence[str], when: Date, arrived: int | None, weekly: bool = False
+) -> str:
     day = f"{when.day} {when:%b}"
+    span = "this week" if weekly else "today"
     if count == 0:
         if arrived == 0:
-            return header_safe(f"No new papers today — {day}")
-        return header_safe(f"Nothing matched your topics today — {day}")
+            return header_safe(f"No new papers {span} — {day}")
+        return header_safe(f"Nothing matched your topics {span} — {day}")
     shown = [clean_text(x, 40) for x in labels[:3]]
     topics = ", ".join(shown) + (", …" if len(labels) > 3 else "")
     noun = "paper" if count == 1 else "papers"
@@ -455,16 +458,17 @@ def digest_view(ctx: DigestContext, limit: int | None = None) -> dict[str, Any]:
         groups = trimmed
     shown = sum(len(g.cards) for g in groups)
     labels = [g.label for g in groups_all]
-    subject = subject_for(total, labels, ctx.date, ctx.papers_arrived)
+    subject = subject_for(total, labels, ctx.date, ctx.papers_arrived, ctx.weekly)
+    span = "this week" if ctx.weekly else "today"
     if total:
         heading = f"{total} new {'paper' if total == 1 else 'papers'} for you"
         first = groups[0].cards[0].title if groups and groups[0].cards else ""
         preheader = f"{first}" + (f" — and {total - 1} more" if total > 1 else "")
     elif ctx.papers_arrived == 0:
-        heading = "No new papers today"
+        heading = f"No new papers {span}"
         preheader = "No new papers arrived in your feeds since the last digest."
     else:
-        heading = "Nothing matched today"
+        heading = f"Nothing matched {span}"
         arrived = ctx.papers_arrived
         preheader = (
             f"{arrived} new papers arrived; none matched your topics."

@@ -323,3 +323,9 @@ def test_simple_emails(kind: str) -> None:
 def test_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown email kind"):
         render_simple("digest", email_settings(), "a@example.org")
+
+
+def test_weekly_quiet_wording() -> None:
+    rendered = render_digest(context(email_settings(), [], papers_arrived=0, weekly=True))
+    assert rendered.subject == "No new papers this week — 29 Nov"
+    assert "some weeks are quiet" in rendered.text and "some weeks are quiet" in rendered.html
