@@ -893,3 +893,35 @@ def test_random_bytes_never_crash_a_parser(kind: str, data: bytes) -> None:
         parse_feed(kind, data, "https://feeds.example.org/feed")
     with contextlib.suppress(FeedFormatError):
         detect_kind("https://feeds.example.org/feed", data)
+
+
+# --- storage limits ------------------------------------------------------------------
+
+
+def test_absurd_sizes_are_trimmed_and_unkeyable_entries_skipped() -> None:
+    long_path = "x" * 3000
+    authors = ", ".join(f"Author {i}" for i in range(2000))
+    feed = f"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Big</title>
+<item><title>{"Long title " * 500}</title><link>https://arxiv.org/abs/2507.40001</link>
+  <description>{"word " * 10000}</description><dc:creator>{authors}</dc:creator>
+  <category>{"c" * 100}</category><enclosure url="https://e.org/{long_path}.pdf" type="application/pdf"/></item>
+<item><title>Identity too long</title><link>https://e.org/{long_path}</link></item>
+</channel></rss>""".encode()
+    result = parse_feed("rss", feed, "https://big.example.org/feed")
+    [paper] = result.papers
+    assert paper.key == "arxiv:2507.40001"
+    assert len(paper.title) == 1000 and paper.title.endswith("…")
+    assert len(paper.abstract) <= 20_000
+    assert paper.categories == []
+    assert paper.pdf_url is None  # longer than the column
+    assert result.skipped == ["Identity too long: identifier longer than 600 characters"]
+
+
+def test_many_authors_are_capped() -> None:
+    item = json.loads(body("hf_daily.json"))[0]
+    item["paper"]["authors"] = [{"name": f"Author {i}"} for i in range(2000)]
+    [paper] = parse_feed(
+        "hf-daily", json.dumps([item]).encode(), "https://huggingface.co/api/daily_papers"
+    ).papers
+    assert len(paper.authors) == 500 and paper.authors[0] == "Author 0"

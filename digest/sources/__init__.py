@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from digest.models import FeedKind
 from digest.sources import _xml, arxiv_api, arxiv_rss, hf_daily, rss
 from digest.sources.base import FeedFormatError, FeedParseResult, PaperRecord
+from digest.sources.ids import fit_to_storage
 
 __all__ = [
     "PARSERS",
@@ -42,7 +43,16 @@ def parse_feed(kind: FeedKind | str, body: bytes, url: str) -> FeedParseResult:
     except ValueError:
         choices = ", ".join(k.value for k in FeedKind)
         raise FeedFormatError(f"unknown feed kind {kind!r}: use one of {choices}") from None
-    return PARSERS[feed_kind](body, url)
+    result = PARSERS[feed_kind](body, url)
+    kept = []
+    for record in result.papers:
+        reason = fit_to_storage(record)
+        if reason:
+            result.skipped.append(reason)
+        else:
+            kept.append(record)
+    result.papers = kept
+    return result
 
 
 def detect_kind(url: str, body: bytes | None = None) -> FeedKind:

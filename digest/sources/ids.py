@@ -13,7 +13,11 @@ import re
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from digest.sources.base import PaperRecord
 
 # --- arXiv identifiers ---------------------------------------------------------------
 
@@ -298,3 +302,46 @@ def _parse_date_text(text: str) -> datetime | None:
         return parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
+
+
+# --- storage limits ------------------------------------------------------------------
+
+MAX_KEY = 600  # papers.key
+MAX_DOI = 300  # papers.doi
+MAX_URL = 2048  # papers.url, pdf_url, hf_url
+MAX_CATEGORY = 40  # papers.primary_category
+MAX_CATEGORIES = 20
+MAX_TITLE = 1000
+MAX_ABSTRACT = 20_000
+MAX_AUTHOR = 300
+MAX_AUTHORS = 500  # big physics collaborations list thousands; a digest shows a handful
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def fit_to_storage(record: PaperRecord) -> str | None:
+    """Trim a record to what the papers table and an email can hold, in place.
+
+    Returns why the record must be skipped instead (its identity does not fit), or
+    None. One absurd entry costs that entry, never the whole feed (a value too long
+    for a column would fail the feed's transaction on PostgreSQL).
+    """
+    if len(record.key) > MAX_KEY:
+        return f"{record.title[:80]}: identifier longer than {MAX_KEY} characters"
+    if record.doi and len(record.doi) > MAX_DOI:
+        if record.key.startswith("doi:"):
+            return f"{record.title[:80]}: DOI longer than {MAX_DOI} characters"
+        record.doi = None
+    for name in ("url", "pdf_url", "hf_url"):
+        value = getattr(record, name)
+        if value and len(value) > MAX_URL:
+            setattr(record, name, None)
+    record.title = _cut(record.title, MAX_TITLE)
+    record.abstract = _cut(record.abstract, MAX_ABSTRACT)
+    record.authors = [_cut(a, MAX_AUTHOR) for a in record.authors[:MAX_AUTHORS]]
+    record.categories = [c for c in record.categories if len(c) <= MAX_CATEGORY][:MAX_CATEGORIES]
+    if record.primary_category and len(record.primary_category) > MAX_CATEGORY:
+        record.primary_category = None
+    return None
