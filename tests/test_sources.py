@@ -548,6 +548,16 @@ def test_hf_single_paper_object_is_accepted() -> None:
     assert paper.arxiv_id == sid("Open Problems in Machine Unlearning")
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "cp1252"])
+def test_hf_json_in_other_encodings(encoding: str) -> None:
+    item = json.loads(body("hf_daily.json"))[2]
+    item["paper"]["authors"] = [{"name": "José García"}, {"name": "Björn Müller"}]
+    item["submittedBy"]["fullname"] = "x"
+    data = json.dumps([item], ensure_ascii=False).encode(encoding)
+    [paper] = parse_feed("hf-daily", data, "https://huggingface.co/api/daily_papers").papers
+    assert paper.authors == ["José García", "Björn Müller"]
+
+
 def test_hf_deeply_nested_json() -> None:
     with pytest.raises(FeedFormatError, match="nested too deeply"):
         parse_feed(

@@ -82,7 +82,7 @@ def decode_xml(body: bytes) -> str:
             return body.decode("utf-8")
         except UnicodeDecodeError:
             # Declared (or defaulted to) UTF-8 but isn't: almost always windows-1252.
-            return _decode_single_byte(body)
+            return decode_single_byte(body)
     if declared in _LATIN1_NAMES:
         if not body.isascii():
             try:
@@ -91,14 +91,14 @@ def decode_xml(body: bytes) -> str:
                 return body.decode("utf-8")
             except UnicodeDecodeError:
                 pass
-        return _decode_single_byte(body)
+        return decode_single_byte(body)
     try:
         return body.decode(declared, errors="replace")
     except LookupError:  # an encoding name Python does not know
         return body.decode("utf-8", errors="replace")
 
 
-def _decode_single_byte(body: bytes) -> str:
+def decode_single_byte(body: bytes) -> str:
     try:
         return body.decode("cp1252")
     except UnicodeDecodeError:  # cp1252 leaves five bytes undefined; latin-1 has them all

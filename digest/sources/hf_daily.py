@@ -44,7 +44,9 @@ def load_json(body: bytes) -> Any:
         try:
             return json.loads(body)  # json detects UTF-16/32 by itself
         except (ValueError, RecursionError):
-            text = body.decode("utf-8", errors="replace")
+            # JSON must be UTF-8 (RFC 8259); a server that sends windows-1252 anyway
+            # meant those characters, so read them as such rather than as U+FFFD.
+            text = _xml.decode_single_byte(body)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
