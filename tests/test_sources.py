@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import string
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -935,3 +936,18 @@ def test_many_authors_are_capped() -> None:
         "hf-daily", json.dumps([item]).encode(), "https://huggingface.co/api/daily_papers"
     ).papers
     assert len(paper.authors) == 500 and paper.authors[0] == "Author 0"
+
+
+def test_committed_sample_feeds_match_their_generator() -> None:
+    # tests/tools/make_sample_feeds.py writes these; a hand edit or a stale copy fails here.
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests.tools import make_sample_feeds as gen
+    finally:
+        sys.path.remove(str(ROOT))
+    papers = gen.load_seed()
+    for name, text in gen.build_sample_data(papers).items():
+        assert (SAMPLES / name).read_text("utf-8") == text, name
+    for name, text in gen.build_fixtures(papers).items():
+        assert (FEEDS / name).read_text("utf-8") == text, name
+    assert {p["title"]: p["id"] for p in papers} == SEED_IDS
