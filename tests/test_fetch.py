@@ -3,7 +3,6 @@
 The server misbehaves on purpose: slow, dripping, huge, gzip bombs, redirect
 loops, redirects to file: and to private addresses, 5xx.
 """
-# ruff: noqa: F811 - pytest fixtures imported from the feedserver plugin module
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from feedserver import FIXTURES, FeedServer, feed_server, feed_server_session  # noqa: F401
+from feedserver import FIXTURES, FeedServer
 
 from digest import fetch as fetch_module
 from digest.config import Settings
