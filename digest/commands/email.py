@@ -262,7 +262,7 @@ def send_test(email: str) -> None:
     )
     with transport_from_settings(settings) as transport:
         via = getattr(transport, "config", None)
-        where = via.describe() if via is not None else f"outbox {settings.outbox}"
+        where = via.describe() if via is not None else str(settings.outbox)
         outcome = transport.send(built.envelope_from, built.to, built.data, built.message_id)
     click.echo(f"Message-ID: {message_id}")
     click.echo(f"Via:        {transport.name} {where}")
