@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digest import matching, render
@@ -126,14 +127,23 @@ class DigestBuilder:
         digest.message_id = digest.message_id or make_message_id(
             digest.id, self.settings.from_domain
         )
-        message = build_message(
-            self.settings,
-            render.render_digest(self._context(digest, matched, arrived)),
-            to=subscriber.email,
-            message_id=digest.message_id,
-            unsubscribe_url=unsubscribe_url(self.settings, subscriber, session=self.session),
-            date=self.now,
-        )
+        try:
+            message = build_message(
+                self.settings,
+                render.render_digest(self._context(digest, matched, arrived)),
+                to=subscriber.email,
+                message_id=digest.message_id,
+                unsubscribe_url=unsubscribe_url(self.settings, subscriber, session=self.session),
+                date=self.now,
+            )
+        except SQLAlchemyError:
+            raise  # the database, not this digest: the task retries, the lease covers the rest
+        except Exception as exc:
+            # A digest we cannot build (an address our messages cannot carry, a template
+            # tripping on odd data) fails alone: raised, it would leave the rest of its
+            # batch leased, and fail again with them at every sweep, forever.
+            log.exception("digest %s for %s cannot be built", digest.id, subscriber.email)
+            return self._finish(digest, DigestStatus.FAILED, f"cannot build the message: {exc}")
         outcome = transport.send(
             message.envelope_from,
             message.to,
