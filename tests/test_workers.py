@@ -983,3 +983,33 @@ def test_worker_on_sqlite_delivers(
     delivered = assert_one_mail_each(mailbox.mails(), subs, rows)
     for s in subs:
         assert_right_papers(delivered[s.email], expected_papers(s, papers), papers)
+
+
+# --- 7. one digest that cannot be built does not hold up its batch -------------------------
+
+
+def test_a_digest_that_cannot_be_built_fails_alone(
+    pg: str,
+    tmp_path: Path,
+    redis_server: RedisServer,
+    celery_worker_factory: WorkerFactory,
+    mailbox: Mailbox,
+    apps: list[Celery],
+) -> None:
+    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+    subs = [SubSpec(f"batch{i}@example.org", topics=("agent",)) for i in range(10)]
+    # email-validator (and so `digest subscribers add`) accepts an internationalised
+    # local part; our messages cannot carry it without SMTPUTF8.
+    subs[2].email = "jürgen@example.org"
+    add_papers(settings, [PaperSpec(i, T - timedelta(hours=1)) for i in range(len(SEED))])
+    add_subscribers(settings, subs)
+    worker = celery_worker_factory(settings)
+    app = client_app(settings, apps)
+    worker.wait_task(app.send_task("digest.plan", args=[iso(T)]).id)
+    wait_settled(settings, len(subs), worker, what="the batch with one unbuildable digest")
+    rows = digests_with_subscribers(settings)
+    broken = next(r for r in rows if r.subscriber.email == "jürgen@example.org")
+    assert broken.status is DigestStatus.FAILED
+    assert "jürgen@example.org" in (broken.error or ""), broken.error
+    assert {r.status for r in rows if r is not broken} == {DigestStatus.SENT}
+    assert_one_mail_each(mailbox.mails(), [s for s in subs if s is not subs[2]], rows)
