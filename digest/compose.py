@@ -178,11 +178,13 @@ class DigestBuilder:
         if outcome.status == "unknown":
             # The server may have the message: never resent automatically (RFC 1047).
             return self._finish(digest, DigestStatus.UNKNOWN, outcome.describe())
-        if outcome.status == "permanent":
-            if outcome.should_suppress:
-                suppress(self.session, digest.subscriber.email, outcome.message, outcome.code)
-                digest.subscriber.status = SubscriberStatus.BOUNCED
+        if outcome.status == "permanent" and outcome.should_suppress:
+            suppress(self.session, digest.subscriber.email, outcome.message, outcome.code)
+            digest.subscriber.status = SubscriberStatus.BOUNCED
             return self._finish(digest, DigestStatus.FAILED, outcome.describe())
+        # Transient failures, and permanent ones that are about us rather than the address
+        # (a relay refusing our MAIL FROM, a policy block): keep the digest and retry, so an
+        # operator fixing the relay loses nobody's morning; the breaker sees them too.
         if digest.attempts >= MAX_ATTEMPTS:
             return self._finish(
                 digest,

@@ -268,3 +268,22 @@ def test_in_process_run_writes_the_outbox(db_url: str, tmp_path: Path) -> None:
     assert message["To"] == "ada@example.org"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert UNLEARNING[1] in htmls[0].read_text()
+
+
+def test_a_relay_refusing_our_sender_keeps_every_digest(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """A 5xx about us (not the address) must not fail or suppress anyone."""
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    for i in range(3):
+        add_reader(smtp_settings, f"r{i}@example.org", "machine unlearning")
+    smtp_server.mail_reply = "530 5.7.0 Must issue a STARTTLS command first"
+    assert run(smtp_settings, T) == {"retry": 3}
+    with db.session_scope(smtp_settings) as session:
+        assert session.scalars(select(Suppression)).first() is None
+        statuses = set(session.scalars(select(Subscriber.status)))
+    assert statuses == {SubscriberStatus.ACTIVE}
+    assert all("530" in (r.error or "") for r in digest_rows(smtp_settings))
+    smtp_server.mail_reply = None
+    later = max(r.retry_at for r in digest_rows(smtp_settings) if r.retry_at) + timedelta(seconds=1)
+    assert run(smtp_settings, later) == {"sent": 3}
