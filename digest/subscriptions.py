@@ -450,6 +450,36 @@ def unsubscribe(session: Session, subscriber: Subscriber) -> bool:
     return True
 
 
+def resubscribe(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    consent_source: str,
+    consent_ip: str | None = None,
+    consent_detail: str | None = None,
+) -> Subscriber:
+    """unsubscribed → pending, for someone who signs up again (the web form).
+
+    A new consent record replaces the old one (the old one is summarised in the
+    detail), every link sent before stops working, and nothing is sent until the
+    new confirmation link is clicked. Any other status is an error naming it.
+    """
+    if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
+        raise SubscriptionError(_exists_message(subscriber))
+    _validate_consent_source(consent_source)
+    previous = f"previously {subscriber.consent_source} consent at {subscriber.consent_at:%Y-%m-%d %H:%M} UTC"
+    subscriber.status = SubscriberStatus.PENDING
+    subscriber.confirmed_at = None
+    subscriber.unsubscribed_at = None
+    subscriber.consent_source = consent_source
+    subscriber.consent_at = utcnow()
+    subscriber.consent_ip = consent_ip
+    subscriber.consent_detail = f"{consent_detail}; {previous}" if consent_detail else previous
+    subscriber.token_version += 1
+    session.flush()
+    return subscriber
+
+
 def remove(session: Session, subscriber: Subscriber) -> None:
     """Delete the subscriber, their topics and digest history (an admin's erasure)."""
     session.delete(subscriber)

@@ -236,6 +236,26 @@ def test_unsubscribing_keeps_the_record_and_consent(session: Session) -> None:
     assert [t.query for t in stored.topics] == ["diffusion"]
 
 
+def test_resubscribe_needs_a_new_confirmation(session: Session, settings: Settings) -> None:
+    sub = subs.add_subscriber(session, "ada@example.org", confirmed=True, consent_source="cli")
+    old_link = subs.make_token(settings, sub, "unsubscribe")
+    with pytest.raises(subs.SubscriptionError, match=r"already subscribed \(status: active\)"):
+        subs.resubscribe(session, sub, consent_source="web")
+    subs.unsubscribe(session, sub)
+    subs.resubscribe(
+        session, sub, consent_source="web", consent_ip="192.0.2.4", consent_detail="form"
+    )
+    session.commit()
+    assert sub.status is SubscriberStatus.PENDING
+    assert sub.confirmed_at is None and sub.unsubscribed_at is None
+    assert (sub.consent_source, sub.consent_ip) == ("web", "192.0.2.4")
+    assert sub.consent_detail.startswith("form; previously cli consent at ")
+    with pytest.raises(subs.TokenError, match="no longer valid"):
+        subs.read_token(settings, old_link, "unsubscribe")
+    subs.confirm(session, subs.make_token(settings, sub, "confirm"), settings=settings)
+    assert sub.status is SubscriberStatus.ACTIVE
+
+
 def test_bounced_subscriber_cannot_be_paused_or_resumed(session: Session) -> None:
     sub = subs.add_subscriber(session, "ada@example.org", confirmed=True)
     sub.status = SubscriberStatus.BOUNCED  # what delivery does on a permanent failure
