@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from digest import matching, render
 from digest.config import Settings
-from digest.delivery import Outcome, Transport, backoff_seconds, is_suppressed, suppress
+from digest.delivery import Outcome, Transport, backoff_seconds, suppress
 from digest.message import build_message, make_message_id
 from digest.models import (
     Digest,
@@ -32,6 +32,7 @@ from digest.models import (
 )
 from digest.schedule import zone
 from digest.subscriptions import manage_url, unsubscribe_url
+from digest.suppression import suppressed_keys
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class DigestBuilder:
                 )
             )
         self._seen = [p.first_seen_at for p in self.papers]
+        self.suppressed = suppressed_keys(session, [d.subscriber.email_key for d in digests])
         self.arrived: dict[int, int] = {}
         self.matched: dict[int, list[matching.MatchedPaper]] = {}
         self._match(digests)
@@ -113,7 +115,7 @@ class DigestBuilder:
         subscriber = digest.subscriber
         if subscriber.status is not SubscriberStatus.ACTIVE:
             return self._finish(digest, DigestStatus.SKIPPED, f"subscriber is {subscriber.status}")
-        if is_suppressed(self.session, subscriber.email):
+        if subscriber.email_key in self.suppressed:
             return self._finish(digest, DigestStatus.FAILED, "address is on the suppression list")
         matched, arrived = self.matched[digest.id], self.arrived[digest.id]
         if not matched and not self.settings.quiet_day_note:

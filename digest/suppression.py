@@ -38,6 +38,17 @@ def is_suppressed(session: Session, email: str) -> bool:
     return session.scalar(select(Suppression.id).where(Suppression.email_key == key)) is not None
 
 
+def suppressed_keys(session: Session, keys: list[str]) -> set[str]:
+    """Which of these address keys are suppressed: one query for a whole send batch."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found.update(
+            session.scalars(select(Suppression.email_key).where(Suppression.email_key.in_(chunk)))
+        )
+    return found
+
+
 def get_suppression(session: Session, email: str) -> Suppression | None:
     return session.scalar(select(Suppression).where(Suppression.email_key == email_key(email)))
 
@@ -48,4 +59,11 @@ def unsuppress(session: Session, email: str) -> bool:
     return bool(result.rowcount)
 
 
-__all__ = ["email_key", "get_suppression", "is_suppressed", "suppress", "unsuppress"]
+__all__ = [
+    "email_key",
+    "get_suppression",
+    "is_suppressed",
+    "suppress",
+    "suppressed_keys",
+    "unsuppress",
+]

@@ -287,3 +287,25 @@ def test_a_relay_refusing_our_sender_keeps_every_digest(
     smtp_server.mail_reply = None
     later = max(r.retry_at for r in digest_rows(smtp_settings) if r.retry_at) + timedelta(seconds=1)
     assert run(smtp_settings, later) == {"sent": 3}
+
+
+def test_unsuppress_lifts_the_block(smtp_settings: Settings, smtp_server: SmtpSink) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+    from digest.suppression import suppress
+
+    add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
+    add_reader(smtp_settings, "ada@example.org", "machine unlearning")
+    with db.session_scope(smtp_settings) as session:
+        suppress(session, "Ada@Example.org", "550 mailbox full for a year", 550)
+    assert run(smtp_settings, T) == {"failed": 1}
+    assert digest_rows(smtp_settings)[0].error == "address is on the suppression list"
+    assert smtp_server.messages == []
+    env = {"DIGEST_DATABASE_URL": smtp_settings.database_url}
+    lifted = CliRunner().invoke(cli, ["subscribers", "unsuppress", "ada@example.org"], env=env)
+    assert lifted.exit_code == 0, lifted.output
+    again = CliRunner().invoke(cli, ["subscribers", "unsuppress", "ada@example.org"], env=env)
+    assert again.exit_code == 1 and "not on the suppression list" in again.output
+    add_papers(smtp_settings, [LATER_UNLEARNING], T + timedelta(hours=1))
+    assert run(smtp_settings, T + timedelta(days=1)) == {"sent": 1}

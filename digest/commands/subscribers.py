@@ -293,6 +293,28 @@ def _transition(email: str, action: Any, done: str, already: str) -> None:
         click.echo(f"{subscriber.email} {done if changed else already}")
 
 
+@group.command("unsuppress")
+@click.argument("email")
+def unsuppress(email: str) -> None:
+    """Lift a suppression (after a permanent bounce) so EMAIL gets digests again.
+
+    A subscriber marked bounced by that failure becomes active again.
+
+    Example: digest subscribers unsuppress ada@example.org
+    """
+    from digest.suppression import unsuppress as lift
+
+    with open_session() as session:
+        subscriber = subs.get_subscriber(session, email)
+        if not lift(session, email):
+            raise click.ClickException(f"{email} is not on the suppression list")
+        if subscriber is not None and subscriber.status is SubscriberStatus.BOUNCED:
+            subscriber.status = SubscriberStatus.ACTIVE
+            click.echo(f"{subscriber.email}: suppression lifted, subscriber active again")
+        else:
+            click.echo(f"{email}: suppression lifted")
+
+
 @group.command("remove")
 @click.argument("email")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
