@@ -168,6 +168,13 @@ def highlight(text: object, terms: Iterable[str] | None) -> Markup:
     """
     raw = "" if text is None else str(text)
     cleaned_terms = tuple(clean_text(t, 80) for t in list(terms or ())[:30])
+    return _highlight(raw, cleaned_terms)
+
+
+@lru_cache(maxsize=8192)
+def _highlight(raw: str, cleaned_terms: tuple[str, ...]) -> Markup:
+    # Readers who follow the same topics see the same cards: a batch highlights each
+    # (text, terms) pair once.
     pattern = _term_pattern(cleaned_terms)
     if pattern is None:
         return escape(raw)
