@@ -225,6 +225,7 @@ class CeleryProcess:
         self.env = env
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     @property
     def pid(self) -> int:
@@ -232,6 +233,8 @@ class CeleryProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 60) -> None:
+        # A restart appends to the same log: only what this run writes counts as ready.
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "workers", *self.args],
@@ -249,7 +252,11 @@ class CeleryProcess:
                 f"{self.kind} exited with {self.proc.returncode} while starting\n{self.tail()}",
                 pytrace=False,
             )
-        return self.ready_marker in self.log_text()
+        try:
+            fresh = self.log.read_bytes()[self._log_start :]
+        except FileNotFoundError:
+            return False
+        return self.ready_marker.encode() in fresh
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
