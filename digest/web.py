@@ -47,7 +47,9 @@ site = Blueprint("site", __name__)
 
 def blueprints() -> list[Blueprint]:
     """Every blueprint the app serves; later pages add theirs here."""
-    return [site]
+    from digest.webviews import subscription
+
+    return [site, subscription]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
