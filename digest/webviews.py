@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from digest import db, schedule, subscriptions
 from digest.config import Settings
 from digest.models import Frequency, Subscriber, SubscriberStatus, utcnow
-from digest.subscriptions import SubscriptionError, TokenError
+from digest.subscriptions import TokenError
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,36 @@ def _token_error(exc: TokenError, purpose: str) -> Response:
     return _message(heading, text[:1].upper() + text[1:] + ".", hint, status=400)
 
 
-def _load(session: Session, token: str, purpose: str, **kwargs: Any) -> Subscriber:
-    """The subscriber a token names, or TokenError (handled by the caller)."""
+def _load(
+    session: Session, token: str, purpose: str, *, lock: bool = False, **kwargs: Any
+) -> Subscriber:
+    """The subscriber a token names, or TokenError (handled by the caller).
+
+    ``lock`` takes the row FOR UPDATE (PostgreSQL), so two clicks at once agree on
+    which one changed the status.
+    """
     subscriber_id = subscriptions.read_token(_settings(), token, purpose, session=session, **kwargs)
-    subscriber = session.get(Subscriber, subscriber_id)
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=lock or None)
     if subscriber is None:  # deleted between read_token's check and now
         raise TokenError("this link is not valid: the subscription no longer exists")
     return subscriber
+
+
+def _load_for_confirm(session: Session, token: str, *, lock: bool = False) -> Subscriber:
+    """Like :func:`_load`, but an expired link of a reader who did confirm is no error.
+
+    Someone clicking last month's confirmation link should read "already
+    confirmed", not "expired"; only a still-pending subscription needs a fresh link.
+    """
+    try:
+        return _load(session, token, "confirm", lock=lock, max_age=subscriptions.CONFIRM_MAX_AGE)
+    except TokenError as exc:
+        if exc.kind != "expired":
+            raise
+        subscriber = _load(session, token, "confirm", lock=lock)
+        if subscriber.status is SubscriberStatus.PENDING:
+            raise
+        return subscriber
 
 
 @subscription.errorhandler(SQLAlchemyError)
@@ -185,7 +208,7 @@ def confirm_page(token: str) -> Response:
     """The double opt-in page: one button; the address is active only after the POST."""
     with db.session_scope(_settings()) as session:
         try:
-            subscriber = _load(session, token, "confirm", max_age=subscriptions.CONFIRM_MAX_AGE)
+            subscriber = _load_for_confirm(session, token)
         except TokenError as exc:
             return _token_error(exc, "confirm")
         refused = _cannot_confirm(subscriber)
@@ -209,20 +232,18 @@ def confirm_post(token: str) -> Response:
     welcome: _Welcome | None = None
     with db.session_scope(settings) as session:
         try:
-            subscriber = _load(session, token, "confirm", max_age=subscriptions.CONFIRM_MAX_AGE)
+            subscriber = _load_for_confirm(session, token, lock=True)
         except TokenError as exc:
             return _token_error(exc, "confirm")
         refused = _cannot_confirm(subscriber)
         if refused is not None:
             return refused
         was_pending = subscriber.status is SubscriberStatus.PENDING
-        try:
-            subscriber = subscriptions.confirm(session, token, settings=settings)
-        except TokenError as exc:  # links rotated between our read and confirm's
-            return _token_error(exc, "confirm")
-        except SubscriptionError as exc:  # unsubscribed in that same instant
-            return _message("This link cannot confirm the subscription", str(exc), status=409)
         if was_pending:
+            try:
+                subscriber = subscriptions.confirm(session, token, settings=settings)
+            except TokenError as exc:  # links rotated between our read and confirm's
+                return _token_error(exc, "confirm")
             welcome = _Welcome.prepare(settings, session, subscriber)
         page = _confirmed(session, subscriber, already=not was_pending)
     # Only after the commit: a welcome email for a confirmation that rolled back

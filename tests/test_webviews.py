@@ -278,6 +278,11 @@ def test_confirm_links_expire_after_seven_days(settings: Settings, session: Sess
     assert state(settings, sub.id)[0] is SubscriberStatus.PENDING
     assert web.post(fresh).status_code == 200
     assert state(settings, sub.id)[0] is SubscriberStatus.ACTIVE
+    # Once confirmed, last month's link says so instead of "expired".
+    for method in (web.get, web.post):
+        response = method(expired)
+        assert response.status_code == 200
+        assert "Your subscription is already confirmed" in text(response)
 
 
 def test_confirm_cannot_bring_back_someone_who_left(settings: Settings, session: Session) -> None:
