@@ -671,7 +671,8 @@ def read_token(
     Checks, in order: shape, signature (constant time; a token for another purpose
     fails here), age (``max_age`` in seconds or a timedelta; None = no limit, right
     for unsubscribe links, which must work forever), that the subscriber still
-    exists and that its ``token_version`` has not moved on.
+    exists and that its ``token_version`` has not moved on (except for unsubscribe
+    links, which stay valid for good).
     """
     _check_purpose(purpose)
     match = _TOKEN.match((token or "").strip())
@@ -694,7 +695,9 @@ def read_token(
         row = s.execute(select(Subscriber.token_version).where(Subscriber.id == sub_id)).first()
         if row is None:
             raise TokenError("this link is not valid: the subscription no longer exists")
-        if row[0] != version:
+        # Rotating tokens retires confirm and manage links, never the way out: an
+        # unsubscribe link in any email we ever sent must keep working (RFC 8058).
+        if row[0] != version and purpose != "unsubscribe":
             raise TokenError(
                 "this link is no longer valid: a newer one has been sent", "superseded"
             )

@@ -239,6 +239,7 @@ def test_unsubscribing_keeps_the_record_and_consent(session: Session) -> None:
 def test_resubscribe_needs_a_new_confirmation(session: Session, settings: Settings) -> None:
     sub = subs.add_subscriber(session, "ada@example.org", confirmed=True, consent_source="cli")
     old_link = subs.make_token(settings, sub, "unsubscribe")
+    old_manage = subs.make_token(settings, sub, "manage")
     with pytest.raises(subs.SubscriptionError, match=r"already subscribed \(status: active\)"):
         subs.resubscribe(session, sub, consent_source="web")
     subs.unsubscribe(session, sub)
@@ -250,8 +251,10 @@ def test_resubscribe_needs_a_new_confirmation(session: Session, settings: Settin
     assert sub.confirmed_at is None and sub.unsubscribed_at is None
     assert (sub.consent_source, sub.consent_ip) == ("web", "192.0.2.4")
     assert sub.consent_detail.startswith("form; previously cli consent at ")
+    # Links from before are retired, except the way out.
     with pytest.raises(subs.TokenError, match="no longer valid"):
-        subs.read_token(settings, old_link, "unsubscribe")
+        subs.read_token(settings, old_manage, "manage")
+    assert subs.read_token(settings, old_link, "unsubscribe") == sub.id
     subs.confirm(session, subs.make_token(settings, sub, "confirm"), settings=settings)
     assert sub.status is SubscriberStatus.ACTIVE
 
@@ -376,14 +379,17 @@ def test_tokens_expire_only_when_asked(session: Session, settings: Settings) -> 
 
 def test_bumping_token_version_invalidates_old_links(session: Session, settings: Settings) -> None:
     sub = _subscriber(session)
-    old = subs.make_token(settings, sub, "unsubscribe")
+    old = subs.make_token(settings, sub, "manage")
+    old_unsubscribe = subs.make_token(settings, sub, "unsubscribe")
     subs.rotate_tokens(session, sub)
     session.commit()
     with pytest.raises(subs.TokenError, match="no longer valid") as caught:
-        subs.read_token(settings, old, "unsubscribe")
+        subs.read_token(settings, old, "manage")
     assert caught.value.kind == "superseded"
-    new = subs.make_token(settings, sub, "unsubscribe")
-    assert subs.read_token(settings, new, "unsubscribe") == sub.id
+    new = subs.make_token(settings, sub, "manage")
+    assert subs.read_token(settings, new, "manage") == sub.id
+    # The way out is never revoked: every unsubscribe link ever sent still works.
+    assert subs.read_token(settings, old_unsubscribe, "unsubscribe") == sub.id
 
 
 def test_token_for_a_deleted_subscriber_is_refused(session: Session, settings: Settings) -> None:

@@ -177,7 +177,6 @@ def test_bad_links_get_a_400_page_and_change_nothing(settings: Settings, session
         "deleted subscriber": gone_link,
     }
     superseded = {
-        "old unsubscribe": old_unsub,
         "old manage": old_manage,
         "old confirm": old_confirm,
     }
@@ -199,10 +198,13 @@ def test_bad_links_get_a_400_page_and_change_nothing(settings: Settings, session
                 assert "<form" not in page
                 assert response.headers["Cache-Control"] == "no-store"
     # What to do about it is on the page.
-    assert "most recent" in text(web.post(old_unsub))
+    assert "most recent" in text(web.get(old_manage))
     assert "Copy the whole link" in text(web.get(mac_flipped))
     assert state(settings, sub.id) == before
     assert before[0] is SubscriberStatus.PENDING
+    # An unsubscribe link from an older email still works after the rotation.
+    assert web.post(old_unsub).status_code == 200
+    assert state(settings, sub.id)[0] is SubscriberStatus.UNSUBSCRIBED
 
 
 # --- confirm --------------------------------------------------------------------------
