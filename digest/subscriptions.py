@@ -105,7 +105,9 @@ def normalise_email(text: str) -> tuple[str, str]:
     if not address:
         raise InvalidEmail(address, "it is empty.")
     try:
-        result = validate_email(address, check_deliverability=False)
+        # No SMTPUTF8: most relays refuse a non-ASCII mailbox name, and we could never
+        # deliver to it. Non-ASCII domains are fine (they go out as punycode).
+        result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(address, str(exc)) from None
     return result.normalized, result.normalized.lower()
