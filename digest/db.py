@@ -99,6 +99,11 @@ def head_revision() -> str:
     return head
 
 
+#: Databases already seen at head by this process: every task calls ensure_schema, and
+#: one check per process is enough (schemas do not go backwards under a running worker).
+_AT_HEAD: set[str] = set()
+
+
 def ensure_schema(settings: Settings) -> None:
     """Bring the schema to head on SQLite; on PostgreSQL, insist it already is.
 
@@ -106,14 +111,18 @@ def ensure_schema(settings: Settings) -> None:
     once) is how outages start, so there we only check and say what to run.
     """
     url = settings.database_url
+    if url in _AT_HEAD:
+        return
     try:
         current = current_revision(url)
     except Exception as exc:
         raise DatabaseError(f"cannot open the database at {_safe_url(url)}: {exc}") from exc
     if current == head_revision():
+        _AT_HEAD.add(url)
         return
     if url.startswith("sqlite"):
         upgrade(url)
+        _AT_HEAD.add(url)
         return
     if current is None and inspect(engine_for(url)).get_table_names():
         raise DatabaseError(f"{_safe_url(url)} has tables but no digest schema version")

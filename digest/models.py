@@ -232,6 +232,9 @@ class Digest(Base):
     )
     planned_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When a wake-up for this row was last put on the broker (plan or sweep): the sweeper
+    # leaves a row alone for a lease after that, so a backlog is not queued again and again.
+    queued_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -97,6 +97,7 @@ def _insert_planned(
         literal(period),
         literal(DigestStatus.PLANNED.value),
         literal(now, Digest.planned_at.type),
+        literal(now, Digest.queued_at.type),
         literal(due_at, Digest.due_at.type),
         literal(0),
         literal([], Digest.paper_ids.type),
@@ -115,7 +116,16 @@ def _insert_planned(
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(Digest)
     statement = (
         insert.from_select(
-            ["subscriber_id", "period", "status", "planned_at", "due_at", "attempts", "paper_ids"],
+            [
+                "subscriber_id",
+                "period",
+                "status",
+                "planned_at",
+                "queued_at",
+                "due_at",
+                "attempts",
+                "paper_ids",
+            ],
             subscribers,
         )
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
@@ -130,19 +140,33 @@ def _insert_planned(
 def sweep(settings: Settings, now: datetime, grace: bool = True) -> list[int]:
     """Ids of digests that need a (new) worker: expired leases, due retries, lost wake-ups.
 
-    A planned row is taken as lost once it has waited a whole lease unclaimed; younger
-    ones are left alone (their wake-up is probably still queued) unless ``grace`` is off.
+    The rows returned are stamped ``queued_at`` in the same statement, and a row
+    queued less than a lease ago is left alone: its wake-up is probably still in
+    the broker, and queueing it again on every sweep would only pile up messages
+    behind a backlog. ``grace=False`` (an in-process run) takes every claimable row.
     """
     db.ensure_schema(settings)
+    claimable = _claimable(now)
+    if grace:
+        recently = now - timedelta(seconds=settings.lease_seconds)
+        claimable = and_(claimable, or_(Digest.queued_at.is_(None), Digest.queued_at <= recently))
     with db.session_scope(settings) as session:
-        planned_grace = timedelta(seconds=settings.lease_seconds) if grace else timedelta(0)
-        claimable = _claimable(now, planned_grace)
-        return list(session.scalars(select(Digest.id).where(claimable).order_by(Digest.id)))
+        due = select(Digest.id).where(claimable)
+        if session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        statement = (
+            update(Digest)
+            .where(Digest.id.in_(due.scalar_subquery()))
+            .values(queued_at=now)
+            .returning(Digest.id)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(session.scalars(statement))
 
 
-def _claimable(now: datetime, planned_grace: timedelta = timedelta(0)):  # type: ignore[no-untyped-def]
+def _claimable(now: datetime):  # type: ignore[no-untyped-def]
     return or_(
-        and_(Digest.status == DigestStatus.PLANNED, Digest.planned_at <= now - planned_grace),
+        Digest.status == DigestStatus.PLANNED,
         and_(Digest.status == DigestStatus.RETRY, Digest.retry_at <= now),
         and_(Digest.status == DigestStatus.SENDING, Digest.lease_until < now),
     )

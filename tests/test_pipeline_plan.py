@@ -126,21 +126,28 @@ def test_claim_is_exclusive_and_leases_expire(settings: Settings, session: Sessi
 def test_sweep_finds_expired_leases_due_retries_and_lost_wakeups(
     settings: Settings, session: Session
 ) -> None:
+    lease = timedelta(seconds=settings.lease_seconds)
     for i in range(5):
         add(session, f"s{i}@x.org")
     ids = pipeline.plan(settings, T0)
     # Fresh planned rows: their wake-up is probably in flight.
     assert pipeline.sweep(settings, T0) == []
-    later = T0 + timedelta(seconds=settings.lease_seconds + 1)
+    later = T0 + lease + timedelta(seconds=1)
     assert pipeline.sweep(settings, later) == ids
+    # Queued again just now: the next sweeps leave them alone for a lease, so a
+    # backlog does not pile up wake-ups in the broker.
+    assert pipeline.sweep(settings, later + timedelta(seconds=30)) == []
     states = {
         ids[0]: {"status": DigestStatus.SENT},
-        ids[1]: {"status": DigestStatus.RETRY, "retry_at": T0 + timedelta(hours=1)},
-        ids[2]: {"status": DigestStatus.RETRY, "retry_at": T0 + timedelta(minutes=1)},
-        ids[3]: {"status": DigestStatus.SENDING, "lease_until": T0 + timedelta(minutes=1)},
-        ids[4]: {"status": DigestStatus.SENDING, "lease_until": T0 + timedelta(hours=1)},
+        ids[1]: {"status": DigestStatus.RETRY, "retry_at": later + timedelta(hours=1)},
+        ids[2]: {"status": DigestStatus.RETRY, "retry_at": later + timedelta(minutes=1)},
+        ids[3]: {"status": DigestStatus.SENDING, "lease_until": later + timedelta(minutes=1)},
+        ids[4]: {"status": DigestStatus.SENDING, "lease_until": later + timedelta(hours=1)},
     }
     for digest_id, values in states.items():
         session.execute(update(Digest).where(Digest.id == digest_id).values(**values))
     session.commit()
-    assert pipeline.sweep(settings, later) == [ids[2], ids[3]]
+    even_later = later + lease + timedelta(minutes=1)
+    assert pipeline.sweep(settings, even_later) == [ids[2], ids[3]]
+    # An in-process run takes everything claimable, queued or not.
+    assert pipeline.sweep(settings, even_later, grace=False) == [ids[2], ids[3]]
