@@ -5,48 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 from conftest import TEST_SECRET
 
 from digest import subscriptions as subs
-from digest.commands import subscribers as subscribers_commands
+from digest.cli import cli
 from digest.config import Settings
 from digest.db import session_scope
 from digest.models import Digest, DigestStatus, SubscriberStatus, Suppression, utcnow
 
 BAD_QUERY = '"machine unlearning'  # unclosed quote
 
-
-def _build_cli() -> click.Group:
-    """The real `digest` command once the group is registered there, else a stand-in."""
-    try:
-        from digest.cli import cli
-
-        if "subscribers" in cli.commands:
-            return cli
-    except Exception:
-        pass
-
-    class _LazySettings:
-        _settings: Settings | None = None
-
-        def get(self) -> Settings:
-            if self._settings is None:
-                self._settings = Settings.from_env()
-            return self._settings
-
-    @click.group()
-    @click.pass_context
-    def stand_in(ctx: click.Context) -> None:
-        ctx.obj = _LazySettings()
-
-    stand_in.add_command(subscribers_commands.group)
-    return stand_in
-
-
-CLI = _build_cli()
+CLI = cli
 
 
 @pytest.fixture
