@@ -135,12 +135,13 @@ class DigestBuilder:
             digest.id, self.settings.from_domain
         )
         try:
+            unsubscribe = unsubscribe_url(self.settings, subscriber, session=self.session)
             message = build_message(
                 self.settings,
-                render.render_digest(self._context(digest, matched, arrived)),
+                render.render_digest(self._context(digest, matched, arrived, unsubscribe)),
                 to=subscriber.email,
                 message_id=digest.message_id,
-                unsubscribe_url=unsubscribe_url(self.settings, subscriber, session=self.session),
+                unsubscribe_url=unsubscribe,
                 date=self.now,
             )
         except SQLAlchemyError:
@@ -161,7 +162,11 @@ class DigestBuilder:
         return self._record(digest, outcome)
 
     def _context(
-        self, digest: Digest, matched: list[matching.MatchedPaper], arrived: int
+        self,
+        digest: Digest,
+        matched: list[matching.MatchedPaper],
+        arrived: int,
+        unsubscribe: str,
     ) -> render.DigestContext:
         subscriber = digest.subscriber
         return render.DigestContext(
@@ -172,7 +177,7 @@ class DigestBuilder:
             papers=matched,
             topic_labels=[t.label for t in subscriber.topics],
             manage_url=manage_url(self.settings, subscriber, session=self.session),
-            unsubscribe_url=unsubscribe_url(self.settings, subscriber, session=self.session),
+            unsubscribe_url=unsubscribe,
             papers_arrived=arrived,
             weekly=subscriber.frequency is Frequency.WEEKLY,
         )
