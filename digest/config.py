@@ -8,9 +8,9 @@ at 6 a.m. when the first digest fails.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -59,6 +59,26 @@ def _number(name: str, value: str, kind: type[int] | type[float], minimum: float
     return number
 
 
+_NAME_AND_ADDRESS = re.compile(r"^(?P<name>.*?)\s*<(?P<address>[^<>]*)>\s*$", re.DOTALL)
+
+
+def split_from(value: str) -> tuple[str, str]:
+    """``'Paper Digest <d@x.org>'`` -> ``('Paper Digest', 'd@x.org')``.
+
+    Our own reading rather than ``email.utils.parseaddr``, whose answer for odd
+    display names changed between Python 3.11 patch releases (CVE-2023-27043): the
+    address is what is inside the last angle brackets, or the whole value.
+    """
+    value = " ".join(value.split())
+    match = _NAME_AND_ADDRESS.match(value)
+    if not match:
+        return "", value
+    name = match.group("name").strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1].replace('\\"', '"')
+    return name, match.group("address").strip()
+
+
 def normalise_database_url(url: str) -> str:
     """Pick the driver we ship (psycopg 3) for a plain ``postgresql://`` URL."""
     for prefix in ("postgresql://", "postgres://"):
@@ -102,7 +122,7 @@ class Settings:
 
     @property
     def from_domain(self) -> str:
-        _, address = parseaddr(self.from_addr)
+        _, address = split_from(self.from_addr)
         return address.rpartition("@")[2] or "localhost"
 
     @property
@@ -138,7 +158,7 @@ class Settings:
                 raise ConfigError("DIGEST_SECRET_KEY: use at least 16 characters")
             values["secret_key"] = v
         if v := get("DIGEST_FROM"):
-            _name, address = parseaddr(v)
+            _name, address = split_from(v)
             if "@" not in address or any(c in v for c in "\r\n"):
                 raise ConfigError(f"DIGEST_FROM: not an email address: {v!r}")
             values["from_addr"] = v

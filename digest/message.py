@@ -18,12 +18,12 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 from functools import lru_cache
 from hashlib import sha256
 from pathlib import Path
 
-from digest.config import Settings
+from digest.config import Settings, split_from
 from digest.render import RenderedEmail, clean_text, display_name, header_safe, safe_url
 
 CRLF = "\r\n"
@@ -245,7 +245,7 @@ def build_message(
     digest. Pass None only for a transactional email to someone not (yet)
     subscribed, such as the double opt-in confirmation.
     """
-    from_name, from_address = parseaddr(settings.from_addr)
+    from_name, from_address = split_from(settings.from_addr)
     sender = clean_address(from_address)
     recipient = clean_address(to)
     domain = sender.rpartition("@")[2]

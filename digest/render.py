@@ -22,7 +22,6 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date as Date
-from email.utils import parseaddr
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
@@ -31,7 +30,7 @@ from urllib.parse import urlsplit
 import jinja2
 from markupsafe import Markup, escape
 
-from digest.config import Settings
+from digest.config import Settings, split_from
 from digest.matching import MatchedPaper
 
 #: Gmail clips HTML over ~102 KB; we stay under this with room for the footer.
@@ -217,7 +216,7 @@ def short_authors(authors: Iterable[object] | None, limit: int = AUTHORS_MAX) ->
 
 
 def display_name(settings: Settings) -> str:
-    name, address = parseaddr(settings.from_addr)
+    name, address = split_from(settings.from_addr)
     return clean_text(name) or address or "Paper Digest"
 
 
