@@ -1089,28 +1089,34 @@ def _finals(
     count: dict[int, int] = {}
     unknown: list[tuple[int, q.Node, float]] = []
     for (_order, _spec, root), entry in zip(scorers, topic_lists, strict=True):
-        for pos, score in entry.known.items():
-            if candidates >> pos & 1:
-                count[pos] = count.get(pos, 0) + 1
-                if score > best.get(pos, -math.inf):
-                    best[pos] = score
+        if entry.mask & candidates:
+            for pos, score in entry.known.items():
+                if candidates >> pos & 1:
+                    old = best.get(pos)
+                    if old is None:
+                        best[pos] = score
+                        count[pos] = 1
+                    else:
+                        count[pos] += 1
+                        if score > old:
+                            best[pos] = score
         others = candidates & entry.matched & ~entry.mask
         while others:
             low = others & -others
             pos = low.bit_length() - 1
             others ^= low
-            count[pos] = count.get(pos, 0) + 1
             unknown.append((pos, root, entry.kth))
+    minus_inf = -math.inf
     for pos, root, kth in unknown:
-        if kth >= best.get(pos, -math.inf):
+        count[pos] = count.get(pos, 0) + 1
+        old = best.get(pos, minus_inf)
+        if kth >= old:
             score = _scorer(index, root).score(pos)
-            if score > best.get(pos, -math.inf):
+            if score > old:
                 best[pos] = score
     recency = index.recency
-    out = [
-        (-(score + EXTRA_TOPIC_BONUS * (count[pos] - 1)), -recency[pos], pos)
-        for pos, score in best.items()
-    ]
+    bonus = EXTRA_TOPIC_BONUS
+    out = [(-(score + bonus * (count[pos] - 1)), -recency[pos], pos) for pos, score in best.items()]
     out.sort()
     return out
 
