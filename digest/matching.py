@@ -307,6 +307,9 @@ class PaperIndex:
         self._leaf_cache: dict[Hashable, _LeafBits] = {}
         self._tokens: dict[tuple[int, str], list[textmod.Token]] = {}
         self._authors: dict[int, list[_AuthorName]] = {}
+        self._cats: list[list[str]] = []
+        self._ids: list[tuple[str | None, str | None]] = []  # (arxiv id, key)
+        self._embeddings: list[bytes | None] = []
         self._matrix: Any = None
         self._scorers: dict[q.Node, _Scorer] = {}
         self._spans: dict[tuple[int, str], dict[str, list[tuple[int, int]]]] = {}
@@ -355,8 +358,15 @@ class PaperIndex:
                         many.setdefault(key, []).append(i)
                 for key in triples:
                     grams.setdefault(key, []).append(i)
-            for author in getattr(paper, "authors", None) or []:
-                for part in _parse_author(str(author)).parts:
+            # What explanations and semantic terms read later is copied now: the
+            # papers may be ORM objects whose session is gone by then.
+            names = [_parse_author(str(a)) for a in getattr(paper, "authors", None) or []]
+            self._authors[i] = names
+            self._cats.append([str(c) for c in getattr(paper, "categories", None) or []])
+            self._ids.append((getattr(paper, "arxiv_id", None), getattr(paper, "key", None)))
+            self._embeddings.append(getattr(paper, "embedding", None))
+            for name in names:
+                for part in name.parts:
                     lst = author_parts.setdefault(part, [])
                     if not lst or lst[-1] != i:
                         lst.append(i)
@@ -392,13 +402,7 @@ class PaperIndex:
         return toks
 
     def authors(self, pos: int) -> list[_AuthorName]:
-        names = self._authors.get(pos)
-        if names is None:
-            names = [
-                _parse_author(str(a)) for a in getattr(self.papers[pos], "authors", None) or []
-            ]
-            self._authors[pos] = names
-        return names
+        return self._authors.get(pos, [])
 
     def has_sequence(self, pos: int, field_name: str, seq: tuple[str, ...]) -> bool:
         """Does ``seq`` stand as one run in that field of that paper?"""
@@ -529,22 +533,22 @@ class PaperIndex:
             target = semantic.embed([leaf.text])[0]
             threshold = semantic.TEXT_THRESHOLD
         if self._matrix is None:
-            self._matrix = semantic.Matrix([getattr(p, "embedding", None) for p in self.papers])
+            self._matrix = semantic.Matrix(self._embeddings)
         sims = {p: s for p, s in self._matrix.scores(target) if s >= threshold}
         if isinstance(leaf, q.Like):  # a paper is not "similar to itself" news
-            sims = {p: s for p, s in sims.items() if not _is_paper(self.papers[p], leaf.paper_id)}
+            own = leaf.paper_id, f"arxiv:{leaf.paper_id}"
+            sims = {
+                p: s
+                for p, s in sims.items()
+                if self._ids[p][0] != own[0] and self._ids[p][1] != own[1]
+            }
         return _LeafBits(_bitset(sorted(sims)), similarity=sims)
 
     def _like_vector(self, paper_id: str) -> bytes | None:
-        for paper in self.papers:
-            if _is_paper(paper, paper_id) and getattr(paper, "embedding", None):
-                return paper.embedding
+        for (arxiv_id, key), blob in zip(self._ids, self._embeddings, strict=True):
+            if blob and (arxiv_id == paper_id or key == f"arxiv:{paper_id}"):
+                return blob
         return self.like_lookup(paper_id) if self.like_lookup else None
-
-
-def _is_paper(paper: PaperLike, paper_id: str) -> bool:
-    arxiv = getattr(paper, "arxiv_id", None)
-    return arxiv == paper_id or getattr(paper, "key", None) == f"arxiv:{paper_id}"
 
 
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
@@ -920,9 +924,7 @@ def explain(index: PaperIndex, pos: int, root: q.Node) -> tuple[list[str], str]:
             terms.extend(names)
             other.append("by " + ", ".join(names or [leaf.display]))
         elif isinstance(leaf, q.Category):
-            cats = [
-                c for c in index.papers[pos].categories if str(c).lower().startswith(leaf.value)
-            ]
+            cats = [c for c in index._cats[pos] if c.lower().startswith(leaf.value)]
             other.append("in " + ", ".join(cats or [leaf.value]))
         elif isinstance(leaf, q.Source):
             other.append(f"from {leaf.value}")
