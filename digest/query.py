@@ -8,12 +8,15 @@ parses or raises ``QueryError``; nothing else escapes (a property test checks).
 Syntax
 ------
 ``machine unlearning``
-    Words: all must appear (implicit AND), in the title or the abstract.
-    Case-insensitive, across simple inflections (model/models, LLM/LLMs,
-    study/studies, tune/tuning). A hyphenated word matches written with a
-    hyphen, a space or nothing: ``fine-tuning`` finds "fine-tuning", "fine
-    tuning" and "finetuning". Common words (the, of, on, for, ...) are ignored
-    outside quotes. Papers where the words stand together rank higher.
+    Words: all must appear (implicit AND), in the title or the abstract, and
+    one of them must be more than a passing mention: in the title, said twice
+    in the abstract, or next to another of the words (quote a word, or use
+    ``abstract:``, to count any single mention). Case-insensitive, across
+    simple inflections (model/models, LLM/LLMs, study/studies, tune/tuning). A
+    hyphenated word matches written with a hyphen, a space or nothing:
+    ``fine-tuning`` finds "fine-tuning", "fine tuning" and "finetuning".
+    Common words (the, of, on, for, ...) are ignored outside quotes. Papers
+    where the words stand together rank higher.
 ``"exact phrase"``
     The words in this order, next to each other (inflections still fold).
 ``a OR b``, ``a AND b``, ``NOT a``, ``-a``, ``( ... )``

@@ -20,8 +20,9 @@ MAX_LABEL = 200  # the column's size
 def group() -> None:
     """Saved topics: add, list, remove, and test a query on recent papers.
 
-    Query syntax (see `digest topics test --help` to try one): words (all must
-    appear; model matches models, fine-tuning matches finetuning), "exact phrase",
+    Query syntax (try one with `digest topics test QUERY`): words (all must
+    appear, one more than in passing; model matches models, fine-tuning matches
+    finetuning), "exact phrase",
     OR, NOT or -word, (groups), title: abstract: author: cat:cs.LG cat:cs.*
     source:hf upvotes:>=10, the built-in topic `trending`, and with the semantic
     extra ~a plain-language description or like:2401.00001.
