@@ -1031,14 +1031,17 @@ def match_subscriber(
             for j in range(len(scorers), 1, -1):
                 at_least[j] |= at_least[j - 1] & entry.matched
             at_least[1] |= entry.matched
+        # Such a paper is in no list, so every topic it matches has a full list and
+        # scores it at most that list's last score.
+        ceiling = max(entry.kth for entry in topic_lists)
         more = 0
         for j in range(2, len(scorers) + 1):
             mask = at_least[j] & ~candidates
-            if not mask:
-                break
             floor = kth_final - EXTRA_TOPIC_BONUS * (j - 1) - 1e-9
+            if not mask or ceiling < floor:
+                continue
             for (_order, _spec, root), entry in zip(scorers, topic_lists, strict=True):
-                if entry.matched & mask:
+                if entry.kth >= floor and entry.matched & mask:
                     for _score, pos in _scorer(index, root).above(floor, mask):
                         more |= 1 << pos
         if more:

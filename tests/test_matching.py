@@ -4,6 +4,7 @@ agrees with the obvious per-paper evaluator."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -367,7 +368,7 @@ def _brute_force(papers: list[FakePaper], topics: list[TopicSpec], k: int) -> li
     return [(p.id, round(total, 4), ids_) for total, p, ids_ in rows[:k]]
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=int(os.environ.get("DIGEST_MATCH_EXAMPLES", "120")), deadline=None)
 @given(st.lists(_query, min_size=1, max_size=4), st.integers(min_value=1, max_value=12))
 def test_top_k_per_subscriber_equals_scoring_everything(texts: list[str], k: int) -> None:
     topics = []
