@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+import time
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -221,34 +223,45 @@ class BatchResult:
         self.by_status[status.value] = self.by_status.get(status.value, 0) + 1
 
 
-def send_batch(
-    settings: Settings,
-    ids: Sequence[int],
-    now: datetime | None = None,
-    clock: Callable[[], datetime] = utcnow,
-) -> BatchResult:
-    """Claim, build, send and record a batch of digests. Safe to run twice or concurrently."""
+def send_batch(settings: Settings, ids: Sequence[int], now: datetime | None = None) -> BatchResult:
+    """Claim, build, send and record a batch of digests. Safe to run twice or concurrently.
+
+    The lease is renewed at half-time while the batch runs (a slow server can make
+    100 messages outlast one lease); a row whose lease we lost is left to its new
+    owner instead of being sent twice.
+    """
     from digest.compose import DigestBuilder
     from digest.delivery import transport_from_settings
 
-    now = now or clock()
+    now = now or utcnow()
     db.ensure_schema(settings)
-    owner = worker_id()
+    owner = f"{worker_id()}:{uuid.uuid4().hex[:8]}"
+    lease = timedelta(seconds=settings.lease_seconds)
     result = BatchResult()
     factory = db.session_factory(settings)
     with factory() as session:
-        claimed = claim(session, ids, now, timedelta(seconds=settings.lease_seconds), owner)
+        claimed = claim(session, ids, now, lease, owner)
         session.commit()
     result.claimed = len(claimed)
     if not claimed:
         return result
+    started = time.monotonic()
+    renewed = started
     with factory() as session:
         digests = _load(session, claimed)
         builder = DigestBuilder(settings, session, digests, now)
         session.commit()  # windows fixed before anything is sent
         transient_in_a_row = 0
         with transport_from_settings(settings) as transport:
-            for digest in digests:
+            for position, digest in enumerate(digests):
+                if time.monotonic() - renewed > lease.total_seconds() / 2:
+                    renewed = time.monotonic()
+                    until = now + timedelta(seconds=renewed - started) + lease
+                    renew_lease(session, digests[position:], owner, until)
+                    session.commit()
+                    session.expire_all()  # re-read who holds each row
+                if digest.status is not DigestStatus.SENDING or digest.lease_owner != owner:
+                    continue  # the lease ran out under us and someone else has it now
                 if transient_in_a_row >= BREAKER_THRESHOLD:
                     # The server is failing: give the rest back instead of burning attempts.
                     builder.defer(digest, now, "not attempted: mail server failing")
@@ -260,6 +273,24 @@ def send_batch(
                 result.count(status)
                 transient_in_a_row = transient_in_a_row + 1 if status is DigestStatus.RETRY else 0
     return result
+
+
+def renew_lease(
+    session: Session, digests: Sequence[Digest], owner: str, until: datetime
+) -> list[int]:
+    """Extend our lease on the rows we still hold; returns their ids."""
+    statement = (
+        update(Digest)
+        .where(
+            Digest.id.in_([d.id for d in digests]),
+            Digest.lease_owner == owner,
+            Digest.status == DigestStatus.SENDING,
+        )
+        .values(lease_until=until)
+        .returning(Digest.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
 
 
 def _load(session: Session, ids: Sequence[int]) -> list[Digest]:
@@ -285,8 +316,9 @@ class RunSummary:
 
 def run_once(settings: Settings, now: datetime | None = None, fetch: bool = True) -> RunSummary:
     """The whole day in this process: ingest, plan, send everything due, once."""
-    now = now or utcnow()
+    # Papers are stamped by the ingest clock unless a moment is being replayed.
     outcomes = ingest.ingest_all(settings, now=now) if fetch else []
+    now = now or utcnow()
     planned = plan(settings, now)
     due = sorted(set(planned) | set(sweep(settings, now, grace=False)))
     totals: dict[str, int] = {}

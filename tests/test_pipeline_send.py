@@ -309,3 +309,55 @@ def test_unsuppress_lifts_the_block(smtp_settings: Settings, smtp_server: SmtpSi
     assert again.exit_code == 1 and "not on the suppression list" in again.output
     add_papers(smtp_settings, [LATER_UNLEARNING], T + timedelta(hours=1))
     assert run(smtp_settings, T + timedelta(days=1)) == {"sent": 1}
+
+
+def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow server can make a batch outlast its lease: we renew at half-time, and a
+    row another worker took over in the meantime is left to it, not sent twice."""
+    from sqlalchemy import update
+
+    from digest import delivery
+
+    settings = make_settings(db_url, tmp_path, lease_seconds=10)
+    add_papers(settings, UNLEARNING, T - timedelta(hours=3))
+    for i in range(5):
+        add_reader(settings, f"r{i}@example.org", "machine unlearning")
+    ids = pipeline.plan(settings, T)
+    # Every clock reading is 6 s later than the last: more than half a 10 s lease.
+    ticks = iter(range(0, 10_000, 6))
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: float(next(ticks)))
+    sent: list[str] = []
+    outbox = delivery.OutboxTransport(settings.outbox)
+
+    class StealingTransport(delivery.Transport):
+        def _send(self, envelope_from: str, to: str, data: bytes, message_id: str, attempt: int):  # type: ignore[no-untyped-def]
+            sent.append(to)
+            if len(sent) == 2:
+                # Meanwhile another worker reclaimed the last row.
+                with db.session_scope(settings) as other:
+                    other.execute(
+                        update(Digest).where(Digest.id == ids[-1]).values(lease_owner="other:1")
+                    )
+            return outbox._send(envelope_from, to, data, message_id, attempt)
+
+    monkeypatch.setattr(delivery, "transport_from_settings", lambda s: StealingTransport())
+    renewals: list[list[int]] = []
+    real_renew = pipeline.renew_lease
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        renewals.append(real_renew(*args, **kwargs))
+        return renewals[-1]
+
+    monkeypatch.setattr(pipeline, "renew_lease", spy)
+    result = pipeline.send_batch(settings, ids, T)
+    assert sent == [f"r{i}@example.org" for i in range(4)]
+    assert result.by_status == {"sent": 4}
+    rows = {r.id: r for r in digest_rows(settings)}
+    assert rows[ids[-1]].status is DigestStatus.SENDING and rows[ids[-1]].lease_owner == "other:1"
+    assert all(r.status is DigestStatus.SENT for i, r in rows.items() if i != ids[-1])
+    # Renewed before each message; after the theft the lost row is no longer ours.
+    assert sorted(renewals[0]) == ids
+    assert renewals[-1] == []  # nothing left that we hold when the stolen row comes up
+    assert all(ids[-1] not in r for r in renewals[3:])
