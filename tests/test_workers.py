@@ -424,8 +424,8 @@ def iso(moment: datetime) -> str:
 
 
 def owner_pid(owner: str | None) -> int | None:
-    """The pid in a lease owner (``host:pid``, see ``digest.pipeline.worker_id``)."""
-    return int(owner.rsplit(":", 1)[1]) if owner else None
+    """The pid in a lease owner (``host:pid:batch``, see ``digest.pipeline.send_batch``)."""
+    return int(owner.split(":")[1]) if owner else None
 
 
 def real_time_subscribers(n: int, prefix: str, topics: tuple[str, ...]) -> list[SubSpec]:
