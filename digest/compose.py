@@ -48,7 +48,9 @@ class DigestBuilder:
         self.settings = settings
         self.session = session
         self.now = now
+        self.superseded: set[int] = set()
         self._fix_windows(digests)
+        digests = [d for d in digests if d.id not in self.superseded]
         starts = [d.window_start for d in digests if d.window_start is not None]
         ends = [d.window_end for d in digests if d.window_end is not None]
         self.papers: list[Paper] = []
@@ -73,22 +75,40 @@ class DigestBuilder:
     # -- windows --------------------------------------------------------------------
 
     def _fix_windows(self, digests: Sequence[Digest]) -> None:
+        """Give each digest without one its paper window, once.
+
+        A window starts where the reader's last fixed window ended (first digest: one
+        period back from its due time) and ends now. A digest that was never built
+        while a newer one for the same reader exists (a day missed while the broker
+        was down) is superseded: the newer window starts at the same place and carries
+        its papers, so no paper is shown twice and none is skipped.
+        """
         open_ = [d for d in digests if d.window_end is None]
         if not open_:
             return
+        readers = {d.subscriber_id for d in open_}
         previous = dict(
             self.session.execute(
                 select(Digest.subscriber_id, func.max(Digest.window_end))
-                .where(
-                    Digest.subscriber_id.in_({d.subscriber_id for d in open_}),
-                    Digest.window_end.is_not(None),
-                )
+                .where(Digest.subscriber_id.in_(readers), Digest.window_end.is_not(None))
                 .group_by(Digest.subscriber_id)
             ).all()
         )
+        dues = {
+            reader: (first, last)
+            for reader, first, last in self.session.execute(
+                select(Digest.subscriber_id, func.min(Digest.due_at), func.max(Digest.due_at))
+                .where(Digest.subscriber_id.in_(readers))
+                .group_by(Digest.subscriber_id)
+            )
+        }
         for digest in open_:
+            first_due, last_due = dues[digest.subscriber_id]
+            if digest.due_at < last_due:
+                self.superseded.add(digest.id)
+                continue
             length = timedelta(days=7 if digest.subscriber.frequency is Frequency.WEEKLY else 1)
-            digest.window_start = previous.get(digest.subscriber_id) or digest.due_at - length
+            digest.window_start = previous.get(digest.subscriber_id) or first_due - length
             digest.window_end = max(self.now, digest.window_start)
 
     def _window_bounds(self, digest: Digest) -> tuple[int, int]:
@@ -118,6 +138,10 @@ class DigestBuilder:
 
     def send_one(self, digest: Digest, transport: Transport) -> DigestStatus:
         subscriber = digest.subscriber
+        if digest.id in self.superseded:
+            return self._finish(
+                digest, DigestStatus.SKIPPED, "superseded: a later digest carries its papers"
+            )
         if subscriber.status is not SubscriberStatus.ACTIVE:
             return self._finish(digest, DigestStatus.SKIPPED, f"subscriber is {subscriber.status}")
         if subscriber.email_key in self.suppressed:

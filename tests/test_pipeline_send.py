@@ -361,3 +361,26 @@ def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
     assert sorted(renewals[0]) == ids
     assert renewals[-1] == []  # nothing left that we hold when the stolen row comes up
     assert all(ids[-1] not in r for r in renewals[3:])
+
+
+def test_a_missed_day_is_carried_by_the_next_digest(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    """Yesterday's digest was planned but never built (the broker was down all day):
+    today's digest takes its papers, and yesterday's is not sent on top of it."""
+    add_reader(smtp_settings, "ada@example.org", "machine unlearning")
+    add_papers(smtp_settings, [UNLEARNING[0]], T - timedelta(hours=20))  # yesterday's window
+    yesterday = pipeline.plan(smtp_settings, T - timedelta(hours=23))  # never sent
+    add_papers(smtp_settings, [UNLEARNING[1]], T + timedelta(hours=5))
+    today = pipeline.plan(smtp_settings, T + timedelta(days=1))
+    assert yesterday and today
+    # Both rows are due now, in one batch; the older one is superseded.
+    result = pipeline.send_batch(smtp_settings, yesterday + today, T + timedelta(days=1))
+    assert result.by_status == {"skipped": 1, "sent": 1}
+    rows = {r.id: r for r in digest_rows(smtp_settings)}
+    assert rows[yesterday[0]].error == "superseded: a later digest carries its papers"
+    assert len(smtp_server.messages) == 1
+    text = body_text(parse(smtp_server.messages[0].data))
+    assert all(title in text for title in UNLEARNING)
+    # Built alone later, the old row is still superseded: never a second copy.
+    assert pipeline.send_batch(smtp_settings, yesterday, T + timedelta(days=2)).claimed == 0
