@@ -6,41 +6,21 @@ Screenshots are kept under test-artifacts/email/ (gitignored) for a human to loo
 from __future__ import annotations
 
 import re
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
+from browser import FOUND, dump_dom, screenshot
 from emailkit import context, email_settings, hostile_papers, seed_papers
 
 from digest.render import render_digest
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "email"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium is not installed"),
+    pytest.mark.skipif(FOUND is None, reason="Debian package chromium is not installed"),
 ]
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    command = [
-        CHROMIUM or "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -67,13 +47,7 @@ def test_screenshot(digest_html: Path, tmp_path: Path, width: int, dark: bool) -
     shot = ARTIFACTS / f"digest-{width}{'-dark' if dark else ''}.png"
     shot.unlink(missing_ok=True)
     extra = ["--force-dark-mode"] if dark else []
-    result = chromium(
-        tmp_path,
-        *extra,
-        f"--screenshot={shot}",
-        f"--window-size={width},3000",
-        digest_html.as_uri(),
-    )
+    result = screenshot(digest_html.as_uri(), shot, width, 3000, tmp_path, *extra)
     assert shot.exists(), result.stderr[-2000:]
     assert png_size(shot) == (width, 3000)
     # A blank or near-blank page compresses to a few KB; a page of text does not.
@@ -88,12 +62,11 @@ def test_page_renders_and_runs_no_script(digest_html: Path, tmp_path: Path) -> N
         (digest_html, "15 new papers for you"),
         (page, "&lt;img src=x onerror=alert(1)&gt; an &lt;b&gt;abstract&lt;/b&gt;"),
     ):
-        result = chromium(tmp_path, "--dump-dom", path.as_uri())
-        dom = result.stdout
-        assert expect in dom, result.stderr[-2000:]
+        dom = dump_dom(path.as_uri(), tmp_path)
+        assert expect in dom
         assert "<script" not in dom.lower()
         assert "<iframe" not in dom.lower() and "<form" not in dom.lower()
         assert not re.search(r"<[^>]*\son\w+\s*=", dom, re.IGNORECASE)
     shot = ARTIFACTS / "hostile-375.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=375,3000", page.as_uri())
+    screenshot(page.as_uri(), shot, 375, 3000, tmp_path)
     assert shot.exists() and shot.stat().st_size > 20_000

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import dump_dom
 from conftest import make_settings
 from flask.testing import FlaskClient
 
@@ -24,7 +25,6 @@ from digest.config import Settings
 from digest.web import SECURITY_HEADERS, create_app
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -254,26 +254,7 @@ def test_chromium_renders_the_index_page(tmp_path: Path, sqlite_template: Path) 
     shutil.copy(sqlite_template, database)
     env = gunicorn_env(tmp_path, database_url=f"sqlite:///{database}")
     with gunicorn(tmp_path, env) as base:
-        result = subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={tmp_path / 'chromium'}",
-                "--dump-dom",
-                base + "/",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    dom = result.stdout
+        dom = dump_dom(base + "/", tmp_path)
     assert "<title>Paper Digest</title>" in dom
     assert "<h1>Paper Digest</h1>" in dom
     assert "research papers" in dom

@@ -11,17 +11,17 @@ import email
 import email.policy
 import re
 import shutil
-import subprocess
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from browser import dump_dom
 from conftest import make_settings
 from flask.testing import FlaskClient
 from smtpserver import SmtpSink
 from sqlalchemy.orm import Session
-from test_web import CHROMIUM, assert_security_headers, fetch, gunicorn, gunicorn_env
+from test_web import assert_security_headers, fetch, gunicorn, gunicorn_env
 
 from digest import db, webviews
 from digest import subscriptions as subs
@@ -455,29 +455,6 @@ def test_describe_next_and_schedule() -> None:
 # --- for real: gunicorn, Chromium, a mail provider's one-click POST ---------------------
 
 
-def chromium_dom(tmp_path: Path, url: str) -> str:
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
-
 def post(url: str, body: bytes) -> tuple[int, str]:
     request = urllib.request.Request(
         url,
@@ -512,7 +489,7 @@ def test_gunicorn_confirm_then_one_click_unsubscribe_from_the_email(
             return base + path_of(settings, url)
 
         # A browser opens the confirmation link: a page with a button, still pending.
-        dom = chromium_dom(tmp_path, local(confirm))
+        dom = dump_dom(local(confirm), tmp_path)
         assert "<h1>Confirm your subscription</h1>" in dom
         assert '<form method="post"' in dom
         assert state(settings, sub.id)[0] is SubscriberStatus.PENDING
@@ -529,7 +506,7 @@ def test_gunicorn_confirm_then_one_click_unsubscribe_from_the_email(
         unsubscribe = local(found.group(1))
 
         # The reader clicks the footer link: Chromium renders the page with its form.
-        dom = chromium_dom(tmp_path, unsubscribe)
+        dom = dump_dom(unsubscribe, tmp_path)
         assert "Unsubscribe <strong>ada@example.org</strong> from Paper Digest?" in dom
         assert f'<form method="post" action="{path_of(settings, found.group(1))}">' in dom
         code, headers, _ = fetch(unsubscribe)
