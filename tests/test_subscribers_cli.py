@@ -6,49 +6,26 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from clikit import cli_env, noun_runner, one_line_error
 from conftest import TEST_SECRET
 
 from digest import subscriptions as subs
-from digest.cli import cli
 from digest.config import Settings
 from digest.db import session_scope
 from digest.models import Digest, DigestStatus, SubscriberStatus, Suppression, utcnow
 
 BAD_QUERY = '"machine unlearning'  # unclosed quote
 
-CLI = cli
-
 
 @pytest.fixture
 def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {
-        "DIGEST_DATABASE_URL": db_url,
-        "DIGEST_SECRET_KEY": TEST_SECRET,
-        "DIGEST_BASE_URL": "https://digest.example.org",
-        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
-    }
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(
-            CLI, ["subscribers", *args], env=env, input=input, catch_exceptions=False
-        )
-
-    return invoke
+    env = cli_env(db_url, tmp_path, DIGEST_BASE_URL="https://digest.example.org")
+    return noun_runner("subscribers", env)
 
 
 @pytest.fixture
 def cli_settings(db_url: str) -> Settings:
     return Settings(database_url=db_url, secret_key=TEST_SECRET)
-
-
-def _error(result: Result) -> str:
-    """The one-line error a ClickException prints, checked to be exactly one line."""
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0].removeprefix("Error: ")
 
 
 def test_add_pending_prints_the_confirmation_link(run, cli_settings: Settings) -> None:  # type: ignore[no-untyped-def]
@@ -93,13 +70,13 @@ def test_add_confirmed_weekly(run) -> None:  # type: ignore[no-untyped-def]
     ],
 )
 def test_add_errors_are_one_line(run, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
-    assert message in _error(run("add", *args))
+    assert message in one_line_error(run("add", *args))
     assert json.loads(run("list", "--json").stdout) == []
 
 
 def test_add_duplicate_says_it_exists_and_its_status(run) -> None:  # type: ignore[no-untyped-def]
     assert run("add", "ada@example.org", "--confirmed").exit_code == 0
-    assert _error(run("add", "ADA@example.org")) == (
+    assert one_line_error(run("add", "ADA@example.org")) == (
         "ada@example.org is already subscribed (status: active)"
     )
 
@@ -171,7 +148,7 @@ def test_show_has_settings_topics_consent_and_digests(run, cli_settings: Setting
         json.loads(run("show", "ada@example.org", "--json").stdout)["suppression"]["smtp_code"]
         == 550
     )
-    assert _error(run("show", "nobody@example.org")) == (
+    assert one_line_error(run("show", "nobody@example.org")) == (
         "no subscriber with the address nobody@example.org"
     )
 
@@ -183,8 +160,8 @@ def test_pause_and_resume(run) -> None:  # type: ignore[no-untyped-def]
     assert run("pause", "ada@example.org").stdout.strip() == "ada@example.org was already paused"
     assert run("resume", "ada@example.org").stdout.strip() == "ada@example.org resumed"
     assert run("resume", "ada@example.org").stdout.strip() == "ada@example.org is already active"
-    assert "has not confirmed" in _error(run("pause", "bob@example.org"))
-    assert _error(run("resume", "carol@example.org")).startswith("no subscriber")
+    assert "has not confirmed" in one_line_error(run("pause", "bob@example.org"))
+    assert one_line_error(run("resume", "carol@example.org")).startswith("no subscriber")
 
 
 def test_remove_asks_unless_yes_and_keep_record_unsubscribes(run) -> None:  # type: ignore[no-untyped-def]
@@ -247,12 +224,12 @@ def test_import_dry_run_and_file_errors(run, tmp_path: Path) -> None:  # type: i
     assert json.loads(run("list", "--json").stdout) == []
     no_header = tmp_path / "no-header.csv"
     no_header.write_text("ada@example.org,llm\n")
-    assert "the file has no header row" in _error(run("import", str(no_header)))
+    assert "the file has no header row" in one_line_error(run("import", str(no_header)))
     latin = tmp_path / "latin.csv"
     latin.write_bytes("email\nbj\xf6rn@example.org\n".encode("latin-1"))
-    assert "is not UTF-8 text" in _error(run("import", str(latin)))
+    assert "is not UTF-8 text" in one_line_error(run("import", str(latin)))
     missing = run("import", str(tmp_path / "missing.csv"))
-    assert "cannot read" in _error(missing)
+    assert "cannot read" in one_line_error(missing)
 
 
 def test_export_import_round_trip(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

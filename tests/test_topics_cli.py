@@ -6,47 +6,15 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner, Result
+from clikit import cli_env, noun_runner, one_line_error
 from conftest import TEST_SECRET
 
-from digest.commands import topics as topics_commands
 from digest.config import Settings
 from digest.db import session_scope
 from digest.models import Paper, Subscriber, Topic, utcnow
 
 pytestmark = pytest.mark.integration
-
-
-def _build_cli() -> click.Group:
-    """The real `digest` command once the group is registered there, else a stand-in."""
-    try:
-        from digest.cli import cli
-
-        if "topics" in cli.commands:
-            return cli
-    except Exception:
-        pass
-
-    class _LazySettings:
-        _settings: Settings | None = None
-
-        def get(self) -> Settings:
-            if self._settings is None:
-                self._settings = Settings.from_env()
-            return self._settings
-
-    @click.group()
-    @click.pass_context
-    def stand_in(ctx: click.Context) -> None:
-        ctx.obj = _LazySettings()
-
-    stand_in.add_command(topics_commands.group)
-    return stand_in
-
-
-CLI = _build_cli()
 
 
 @pytest.fixture
@@ -80,24 +48,7 @@ def db(db_url: str) -> Settings:
 
 @pytest.fixture
 def run(db: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = {
-        "DIGEST_DATABASE_URL": db.database_url,
-        "DIGEST_SECRET_KEY": TEST_SECRET,
-        "DIGEST_OUTBOX": str(tmp_path / "outbox"),
-    }
-
-    def invoke(*args: str) -> Result:
-        return CliRunner().invoke(CLI, ["topics", *args], env=env, catch_exceptions=False)
-
-    return invoke
-
-
-def _error(result: Result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0].removeprefix("Error: ")
+    return noun_runner("topics", cli_env(db.database_url, tmp_path))
 
 
 def _topics(settings: Settings) -> list[tuple[str, str]]:
@@ -128,28 +79,31 @@ def test_add_list_remove(run, db: Settings) -> None:  # type: ignore[no-untyped-
     result = run("remove", "ada@example.org", str(listed[0]["id"]))
     assert result.exit_code == 0, result.output
     assert _topics(db) == [("diffusion models", "diffusion models")]
-    assert _error(run("remove", "ada@example.org", str(listed[0]["id"]))) == (
+    assert one_line_error(run("remove", "ada@example.org", str(listed[0]["id"]))) == (
         f"Ada@Example.org has no topic {listed[0]['id']}"
     )
 
 
 def test_bad_query_is_one_line_saying_what_and_where(run, db: Settings) -> None:  # type: ignore[no-untyped-def]
-    message = _error(run("add", "ada@example.org", 'safety title:"machine unlearning'))
+    message = one_line_error(run("add", "ada@example.org", 'safety title:"machine unlearning'))
     assert (
         message == 'bad topic query "safety title:"machine unlearning": unclosed quote at column 14'
     )
-    message = _error(run("add", "ada@example.org", "tilte:unlearning"))
+    message = one_line_error(run("add", "ada@example.org", "tilte:unlearning"))
     assert "did you mean title:?" in message
     assert _topics(db) == []
 
 
 def test_unknown_subscriber_and_duplicate_topic(run) -> None:  # type: ignore[no-untyped-def]
-    assert _error(run("add", "bob@example.org", "diffusion")) == (
+    assert one_line_error(run("add", "bob@example.org", "diffusion")) == (
         "no subscriber with address bob@example.org"
     )
-    assert _error(run("list", "bob@example.org")) == "no subscriber with address bob@example.org"
+    assert (
+        one_line_error(run("list", "bob@example.org"))
+        == "no subscriber with address bob@example.org"
+    )
     assert run("add", "ada@example.org", "diffusion").exit_code == 0
-    assert "already has this query" in _error(run("add", "ada@example.org", "diffusion"))
+    assert "already has this query" in one_line_error(run("add", "ada@example.org", "diffusion"))
 
 
 def test_backtest_lists_recent_matches_best_first_with_reasons(run) -> None:  # type: ignore[no-untyped-def]
@@ -171,6 +125,6 @@ def test_backtest_lists_recent_matches_best_first_with_reasons(run) -> None:  # 
 
 
 def test_backtest_refuses_a_bad_query(run) -> None:  # type: ignore[no-untyped-def]
-    assert _error(run("test", "--", "-survey")) == (
+    assert one_line_error(run("test", "--", "-survey")) == (
         'bad topic query "-survey": query matches nothing: only NOT terms; add a word to look for'
     )
