@@ -18,47 +18,33 @@ Target (issue 3): the full evaluation in under 60 s on one core, and at least
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from seedpapers import PaperLike, load_seed
 
 from digest import matching
 from digest import query as q
 from digest import text as textmod
 
-SEED = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed_papers.json"
 SURNAMES = ["Bengio", "Lovelace", "Hinton", "Li", "Wang", "Zhang", "Smith", "Garcia", "Kumar",
             "Müller", "Okafor", "Tanaka", "Nguyen", "Rossi", "Novak", "Silva", "Cohen", "Kim"]  # fmt: skip
 GIVEN = ["Yoshua", "Ada", "Wei", "Maria", "Priya", "Jonas", "Chen", "Amara", "Kenji", "Lucia"]
 CATEGORIES = ["cs.LG", "cs.CL", "cs.CV", "cs.AI", "cs.CR", "stat.ML", "cs.RO", "eess.SP"]
 
 
-@dataclass
-class SynthPaper:
-    id: int
-    title: str
-    abstract: str
-    authors: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    upvotes: int | None = None
-    first_seen_at: datetime | None = None
-    published_at: datetime | None = None
-    embedding: bytes | None = None
-
-
 def content_words(text: str) -> list[str]:
     return [w for w in textmod.query_words(text) if not textmod.is_stop_word(w) and len(w) > 2]
 
 
-def synthesise_papers(seed: list[dict[str, str]], n: int, rng: random.Random) -> list[SynthPaper]:
+def synthesise_papers(seed: list[dict[str, str]], n: int, rng: random.Random) -> list[PaperLike]:
     sentences = [s for p in seed for s in re.split(r"(?<=[.!?])\s+", p["abstract"]) if len(s) > 30]
     titles = [p["title"] for p in seed]
     start = datetime(2026, 11, 28, tzinfo=UTC)
@@ -70,7 +56,7 @@ def synthesise_papers(seed: list[dict[str, str]], n: int, rng: random.Random) ->
         abstract = " ".join(rng.sample(sentences, rng.randint(6, 11)))
         hf = rng.random() < 0.3
         papers.append(
-            SynthPaper(
+            PaperLike(
                 id=i,
                 title=title,
                 abstract=abstract,
@@ -138,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
-    seed = json.loads(SEED.read_text())
+    seed = load_seed()
     papers = synthesise_papers(seed, args.papers, rng)
     make = topic_generator(seed, rng)
     subscribers = []

@@ -3,15 +3,13 @@ agrees with the obvious per-paper evaluator."""
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seedpapers import PaperLike, load_seed
 
 from digest import matching as m
 from digest import query as q
@@ -19,28 +17,15 @@ from digest import semantic
 from digest.matching import TopicSpec, build_index, evaluate, match_many, match_subscriber
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-SEED = json.loads((Path(__file__).parent / "data" / "seed_papers.json").read_text())
+SEED = load_seed()
 
 
-@dataclass
-class FakePaper:
-    id: int
-    title: str
-    abstract: str = ""
-    authors: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    upvotes: int | None = None
-    first_seen_at: datetime | None = T0
-    published_at: datetime | None = None
-    embedding: bytes | None = None
+def paper(pid: int, title: str, abstract: str = "", **kw: object) -> PaperLike:
+    kw.setdefault("first_seen_at", T0)
+    return PaperLike(pid, title, abstract, **kw)  # type: ignore[arg-type]
 
 
-def paper(pid: int, title: str, abstract: str = "", **kw: object) -> FakePaper:
-    return FakePaper(pid, title, abstract, **kw)  # type: ignore[arg-type]
-
-
-def ids(papers: list[FakePaper], query: str) -> set[int]:
+def ids(papers: list[PaperLike], query: str) -> set[int]:
     index = build_index(papers)
     return {papers[pos].id for pos in evaluate(index, query)}
 
@@ -171,7 +156,7 @@ def test_category_source_and_upvotes() -> None:
 # --- ranking ---------------------------------------------------------------------------
 
 
-def ranked(papers: list[FakePaper], query: str) -> list[int]:
+def ranked(papers: list[PaperLike], query: str) -> list[int]:
     return [mp.paper.id for mp in match_subscriber(build_index(papers), [spec(query)], 10)]
 
 
@@ -288,7 +273,7 @@ def test_semantic_topic_without_the_extra_matches_nothing_but_does_not_fail(
 # --- the index agrees with the per-paper evaluator -------------------------------------
 
 SEED_PAPERS = [
-    FakePaper(
+    PaperLike(
         i,
         s["title"],
         s["abstract"],
@@ -351,7 +336,7 @@ def test_positions_lists_set_bits() -> None:
     assert m.positions(0) == []
 
 
-def _brute_force(papers: list[FakePaper], topics: list[TopicSpec], k: int) -> list[tuple]:
+def _brute_force(papers: list[PaperLike], topics: list[TopicSpec], k: int) -> list[tuple]:
     """match_subscriber the slow way: score every match of every topic, then sort."""
     index = build_index(papers)
     per_paper: dict[int, list[tuple[float, int]]] = {}

@@ -10,26 +10,14 @@ bench/README.md under "Matching".
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from seedpapers import PaperLike, load_seed
 
 from digest.matching import build_index, evaluate
 
 DATA = Path(__file__).parent / "data"
-
-
-@dataclass
-class SeedPaper:
-    id: int
-    title: str
-    abstract: str
-    authors: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    upvotes: int | None = None
-    first_seen_at: None = None
-    published_at: None = None
-    embedding: None = None
 
 
 @dataclass
@@ -53,9 +41,9 @@ class Tally:
 
 
 def test_matcher_beats_substring_baseline_on_precision_and_recall() -> None:
-    seed = json.loads((DATA / "seed_papers.json").read_text())
+    seed = load_seed()
     topics = json.loads((DATA / "eval_topics.json").read_text())["topics"]
-    papers = [SeedPaper(i, p["title"], p["abstract"]) for i, p in enumerate(seed)]
+    papers = [PaperLike(i, p["title"], p["abstract"]) for i, p in enumerate(seed)]
     by_title = {p.title: p.id for p in papers}
     index = build_index(papers)
     assert len(topics) >= 15

@@ -10,12 +10,10 @@ not depend on torch. To run them:
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from seedpapers import PaperLike, load_seed
 
 from digest import matching, semantic
 from digest import query as q
@@ -25,30 +23,19 @@ pytestmark = pytest.mark.skipif(
     reason="the semantic extra is not installed: pip install -c constraints-semantic.txt '.[semantic]'",
 )
 
-SEED = json.loads((Path(__file__).parent / "data" / "seed_papers.json").read_text())
+SEED = load_seed()
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@dataclass
-class SemPaper:
-    id: int
-    title: str
-    abstract: str
-    arxiv_id: str
-    authors: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    upvotes: int | None = None
-    first_seen_at: datetime | None = None
-    published_at: datetime | None = None
-    embedding: bytes | None = None
-
-
 @pytest.fixture(scope="module")
-def papers() -> list[SemPaper]:
+def papers() -> list[PaperLike]:
     out = [
-        SemPaper(
-            i, p["title"], p["abstract"], f"2401.{i:05d}", first_seen_at=T0 + timedelta(minutes=i)
+        PaperLike(
+            i,
+            p["title"],
+            p["abstract"],
+            arxiv_id=f"2401.{i:05d}",
+            first_seen_at=T0 + timedelta(minutes=i),
         )
         for i, p in enumerate(SEED)
     ]
@@ -60,7 +47,7 @@ def titles(result: list[matching.MatchedPaper]) -> list[str]:
     return [mp.paper.title for mp in result]
 
 
-def test_embeddings_are_stored_once_as_normalised_float32(papers: list[SemPaper]) -> None:
+def test_embeddings_are_stored_once_as_normalised_float32(papers: list[PaperLike]) -> None:
     assert all(len(p.embedding or b"") == semantic.DIMENSIONS * 4 for p in papers)
     assert semantic.embed_papers(papers) == 0  # already embedded: nothing to do
     assert semantic.similarity(papers[0].embedding, papers[0].embedding) == pytest.approx(
@@ -68,7 +55,7 @@ def test_embeddings_are_stored_once_as_normalised_float32(papers: list[SemPaper]
     )  # type: ignore[arg-type]
 
 
-def test_plain_language_topic_finds_papers_without_the_words(papers: list[SemPaper]) -> None:
+def test_plain_language_topic_finds_papers_without_the_words(papers: list[PaperLike]) -> None:
     index = matching.build_index(papers)
     query = q.parse("~catching credit card fraud with machine learning")
     result = matching.match_subscriber(index, [matching.TopicSpec(1, "Fraud", query)], 5)
@@ -78,7 +65,7 @@ def test_plain_language_topic_finds_papers_without_the_words(papers: list[SemPap
     assert matching.evaluate(index, "catching card machine learning") == {}
 
 
-def test_like_finds_similar_papers_and_not_itself(papers: list[SemPaper]) -> None:
+def test_like_finds_similar_papers_and_not_itself(papers: list[PaperLike]) -> None:
     index = matching.build_index(papers)
     result = matching.match_subscriber(
         index, [matching.TopicSpec(1, "Like fraud", "like:2401.00022")], 5
@@ -88,7 +75,7 @@ def test_like_finds_similar_papers_and_not_itself(papers: list[SemPaper]) -> Non
     assert "similar to 2401.00022" in result[0].best.reason
 
 
-def test_like_a_paper_outside_the_period_uses_the_lookup(papers: list[SemPaper]) -> None:
+def test_like_a_paper_outside_the_period_uses_the_lookup(papers: list[PaperLike]) -> None:
     target = papers[22]
     index = matching.build_index(
         [p for p in papers if p is not target],
@@ -98,7 +85,7 @@ def test_like_a_paper_outside_the_period_uses_the_lookup(papers: list[SemPaper])
     assert SEED[31]["title"] in {index.input_papers[pos].title for pos in hits}
 
 
-def test_semantic_terms_combine_with_filters(papers: list[SemPaper]) -> None:
+def test_semantic_terms_combine_with_filters(papers: list[PaperLike]) -> None:
     index = matching.build_index(papers)
     hits = matching.evaluate(index, "like:2401.00022 -title:imbalanced")
     assert SEED[31]["title"] not in {papers[pos].title for pos in hits}
