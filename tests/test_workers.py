@@ -38,6 +38,7 @@ from celery import Celery
 from conftest import _truncate_postgres, make_settings
 from services import (  # noqa: F401 - fixtures, until conftest registers the plugin
     BeatFactory,
+    CeleryWorker,
     RedisServer,
     WorkerFactory,
     celery_beat_factory,
@@ -442,6 +443,51 @@ def recent_papers(now: datetime) -> list[PaperSpec]:
     return [PaperSpec(i, now - timedelta(minutes=30), upvotes=i + 1) for i in range(len(SEED))]
 
 
+@dataclass
+class Rig:
+    """The services one worker test runs against: Redis, the Celery worker factory, the
+    SMTP server, and the client apps it enqueues with (closed by the ``apps`` fixture)."""
+
+    tmp_path: Path
+    redis: RedisServer
+    workers: WorkerFactory
+    mailbox: Mailbox
+    apps: list[Celery]
+
+    def settings(self, db_url: str, **overrides: object) -> Settings:
+        return service_settings(db_url, self.tmp_path, self.redis, self.mailbox.url, **overrides)
+
+    def start(self, settings: Settings) -> tuple[CeleryWorker, Celery]:
+        """A real worker on ``settings`` and a client app to send it tasks."""
+        return self.workers(settings), client_app(settings, self.apps)
+
+
+@pytest.fixture
+def rig(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    celery_worker_factory: WorkerFactory,
+    mailbox: Mailbox,
+    apps: list[Celery],
+) -> Rig:
+    return Rig(tmp_path, redis_server, celery_worker_factory, mailbox, apps)
+
+
+def add_world(settings: Settings, papers: Sequence[PaperSpec], subs: Sequence[SubSpec]) -> None:
+    add_papers(settings, papers)
+    add_subscribers(settings, subs)
+
+
+def plan_at(worker: CeleryWorker, app: Celery, at: datetime) -> None:
+    """Plan the digests due at ``at`` and wait until the worker has done it."""
+    worker.wait_task(app.send_task("digest.plan", args=[iso(at)]).id)
+
+
+def papers_seen_at(moment: datetime) -> list[PaperSpec]:
+    """Every seed paper, all first seen at ``moment``, none upvoted."""
+    return [PaperSpec(i, moment) for i in range(len(SEED))]
+
+
 def max_digest_id(settings: Settings) -> int:
     with db.session_scope(settings) as session:
         return int(session.scalar(select(func.coalesce(func.max(Digest.id), 0))) or 0)
@@ -539,15 +585,8 @@ def day_papers() -> list[PaperSpec]:
     return papers
 
 
-def test_full_day_300_subscribers_five_time_zones(
-    pg: str,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
-) -> None:
-    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+def test_full_day_300_subscribers_five_time_zones(pg: str, rig: Rig) -> None:
+    settings = rig.settings(pg)
     papers = day_papers()
     subs = [
         SubSpec(
@@ -560,8 +599,7 @@ def test_full_day_300_subscribers_five_time_zones(
         )
         for i in range(300)
     ]
-    add_papers(settings, papers)
-    add_subscribers(settings, subs)
+    add_world(settings, papers, subs)
     add_history(settings, subs, DAY)
     history = max_digest_id(settings)
 
@@ -589,11 +627,10 @@ def test_full_day_300_subscribers_five_time_zones(
     ]  # fmt: skip
     assert seen_late, "test data: some papers of the last day were shown yesterday"
 
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
+    worker, app = rig.start(settings)
     for hour in range(24):
         at = DAY + timedelta(hours=hour)
-        worker.wait_task(app.send_task("digest.plan", args=[iso(at)]).id)
+        plan_at(worker, app, at)
         n_due = sum(1 for p in due.values() if p.due_at <= at)
         wait_settled(settings, n_due, worker, since_id=history, what=f"the digests due by {at}")
 
@@ -609,7 +646,7 @@ def test_full_day_300_subscribers_five_time_zones(
         assert by_email[s.email].period == due[s.email].label
 
     readers = [s for s in subs if s.email not in quiet]
-    delivered = assert_one_mail_each(mailbox.mails(), readers, rows)
+    delivered = assert_one_mail_each(rig.mailbox.mails(), readers, rows)
     ids = {p.seed: p for p in papers}
     seed_of = _seed_by_paper_id(settings)
     for s in readers:
@@ -640,22 +677,13 @@ def sending_owners(settings: Settings) -> dict[int, int | None]:
     return {i: owner_pid(o) for i, o in rows}
 
 
-def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(
-    pg: str,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
-) -> None:
-    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(pg: str, rig: Rig) -> None:
+    settings = rig.settings(pg)
     subs = real_time_subscribers(60, "kill", ("agent",))
-    add_papers(settings, recent_papers(utcnow()))
-    add_subscribers(settings, subs)
-    mailbox.set_delay(0.25)  # a batch of 10 takes a few seconds: kills land mid-batch
+    add_world(settings, recent_papers(utcnow()), subs)
+    rig.mailbox.set_delay(0.25)  # a batch of 10 takes a few seconds: kills land mid-batch
 
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
+    worker, app = rig.start(settings)
     app.send_task("digest.plan")
 
     def mid_batch(pids: Iterable[int]) -> bool:
@@ -681,7 +709,7 @@ def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(
     before_restart = status_counts(settings)
     assert before_restart["sent"] < len(subs)
 
-    restarted = celery_worker_factory(settings)
+    restarted = rig.workers(settings)
     # Leases last 10 s; sweeps hand the killed processes' rows to the new worker.
     drive(
         app,
@@ -695,7 +723,7 @@ def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(
     rows = digests_with_subscribers(settings)
     assert {r.status for r in rows} == {DigestStatus.SENT}, Counter(r.status for r in rows)
 
-    grouped = by_recipient(mailbox.mails())
+    grouped = by_recipient(rig.mailbox.mails())
     assert set(grouped) == {s.email for s in subs}, "every subscriber got their digest"
     by_email = {r.subscriber.email: r for r in rows}
     duplicates: Counter[int | None] = Counter()
@@ -720,50 +748,42 @@ def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(
 
 
 def test_lost_messages_and_redis_outage_delay_but_never_drop(
-    pg: str,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    celery_beat_factory: BeatFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
+    pg: str, rig: Rig, celery_beat_factory: BeatFactory
 ) -> None:
-    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+    settings = rig.settings(pg)
     subs = real_time_subscribers(60, "flush", ("machine unlearning",))
-    add_papers(settings, recent_papers(utcnow()))
-    add_subscribers(settings, subs)
-    mailbox.set_delay(0.1)
+    add_world(settings, recent_papers(utcnow()), subs)
+    rig.mailbox.set_delay(0.1)
 
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
+    worker, app = rig.start(settings)
     app.send_task("digest.plan")
     wait_until(
-        lambda: status_counts(settings)["sent"] and redis_server.queue_length("send"),
+        lambda: status_counts(settings)["sent"] and rig.redis.queue_length("send"),
         30,
         "sends under way with batches still queued",
         details=lambda: describe(settings, worker),
     )
-    redis_server.flush()  # the queued wake-ups are gone
-    assert redis_server.queue_length("send") == 0
+    rig.redis.flush()  # the queued wake-ups are gone
+    assert rig.redis.queue_length("send") == 0
     wait_until(lambda: not status_counts(settings)["sending"], 30, "the running batches to finish")
     lost = status_counts(settings)["planned"]
     assert lost, "some digests lost their wake-up"
     # The sweeper (a real beat: sweep every 2 s) finds them once they waited a lease.
     beat = celery_beat_factory(settings)
     wait_settled(settings, len(subs), worker, beat, timeout=60, what="the sweeper to finish")
-    assert_one_mail_each(mailbox.mails(), subs, digests_with_subscribers(settings))
+    assert_one_mail_each(rig.mailbox.mails(), subs, digests_with_subscribers(settings))
 
     # Redis down entirely: planning goes on in the database.
     connects = worker.connects()
     first_day = max_digest_id(settings)
     late = real_time_subscribers(20, "outage", ("agent",))
-    redis_server.stop()
+    rig.redis.stop()
     add_subscribers(settings, late)
     planned = pipeline.plan(settings, utcnow())
     assert len(planned) == len(late)
     time.sleep(2)  # nothing can send them while the broker is gone
     assert status_counts(settings, first_day) == Counter({"planned": len(late)})
-    redis_server.start()  # same port, empty: nothing survived
+    rig.redis.start()  # same port, empty: nothing survived
     wait_settled(
         settings,
         len(late),
@@ -777,11 +797,11 @@ def test_lost_messages_and_redis_outage_delay_but_never_drop(
     assert beat.alive(), "beat survived the outage"
     assert worker.connects() > connects, "the worker reconnected to Redis by itself"
     assert_one_mail_each(
-        [m for m in mailbox.mails() if m.rcpt.startswith("outage")],
+        [m for m in rig.mailbox.mails() if m.rcpt.startswith("outage")],
         late,
         digests_with_subscribers(settings, first_day),
     )
-    assert len(mailbox.mails()) == len(subs) + len(late)
+    assert len(rig.mailbox.mails()) == len(subs) + len(late)
 
 
 # --- 4. SMTP trouble: 421 for a minute, 550 for one address ---------------------------------
@@ -810,23 +830,14 @@ def next_retry(settings: Settings) -> datetime | None:
         )
 
 
-def test_smtp_421_for_a_minute_then_each_delivered_once(
-    pg: str,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
-) -> None:
-    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+def test_smtp_421_for_a_minute_then_each_delivered_once(pg: str, rig: Rig) -> None:
+    settings = rig.settings(pg)
     subs = [SubSpec(f"patient{i:02d}@example.org", topics=("agent",)) for i in range(20)]
-    add_papers(settings, [PaperSpec(i, T - timedelta(hours=1)) for i in range(len(SEED))])
-    add_subscribers(settings, subs)
-    mailbox.fail_all(421)
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
+    add_world(settings, papers_seen_at(T - timedelta(hours=1)), subs)
+    rig.mailbox.fail_all(421)
+    worker, app = rig.start(settings)
 
-    worker.wait_task(app.send_task("digest.plan", args=[iso(T)]).id)
+    plan_at(worker, app, T)
     wait_until(lambda: step_settled(settings, T), 30, "the first attempts", details=lambda: describe(settings, worker))  # fmt: skip
     rows = all_digests(settings)
     assert len(rows) == len(subs)
@@ -836,7 +847,7 @@ def test_smtp_421_for_a_minute_then_each_delivered_once(
     # The server's own words are kept (a 421 to MAIL FROM is reported as the server
     # closing the connection, so the row has the text rather than the code).
     assert any("try again later" in (r.error or "") for r in rows), [r.error for r in rows]
-    assert mailbox.mails() == []
+    assert rig.mailbox.mails() == []
 
     # Step the simulated clock from one due retry to the next; the server recovers a
     # minute after it started refusing.
@@ -848,7 +859,7 @@ def test_smtp_421_for_a_minute_then_each_delivered_once(
         assert due is not None
         clock = max(clock + timedelta(seconds=30), due)
         if not recovered and clock >= T + timedelta(minutes=1):
-            mailbox.fail_all(None)
+            rig.mailbox.fail_all(None)
             recovered = True
         worker.wait_task(app.send_task("digest.sweep", args=[iso(clock)]).id)
         wait_until(
@@ -863,31 +874,22 @@ def test_smtp_421_for_a_minute_then_each_delivered_once(
     print(
         f"delivered after {steps} sweeps, by {clock - T}; attempts {Counter(r.attempts for r in rows)}"
     )
-    assert_one_mail_each(mailbox.mails(), subs, rows)
+    assert_one_mail_each(rig.mailbox.mails(), subs, rows)
 
 
-def test_smtp_550_for_one_address_suppresses_it_and_delivers_the_rest(
-    pg: str,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
-) -> None:
-    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+def test_smtp_550_for_one_address_suppresses_it_and_delivers_the_rest(pg: str, rig: Rig) -> None:
+    settings = rig.settings(pg)
     subs = [SubSpec(f"reader{i:02d}@example.org", topics=("safety",)) for i in range(11)]
     subs[4].email = "Gone.Away@example.org"
     papers = [
         PaperSpec(i, T - timedelta(hours=1) if i % 2 else T + timedelta(hours=12))
         for i in range(len(SEED))
     ]
-    add_papers(settings, papers)
-    add_subscribers(settings, subs)
-    mailbox.fail_for("gone.away@example.org", 550)
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
+    add_world(settings, papers, subs)
+    rig.mailbox.fail_for("gone.away@example.org", 550)
+    worker, app = rig.start(settings)
 
-    worker.wait_task(app.send_task("digest.plan", args=[iso(T)]).id)
+    plan_at(worker, app, T)
     wait_settled(settings, len(subs), worker)
     rows = digests_with_subscribers(settings)
     bounced = next(r for r in rows if r.subscriber.email == "Gone.Away@example.org")
@@ -901,14 +903,14 @@ def test_smtp_550_for_one_address_suppresses_it_and_delivers_the_rest(
     assert suppressed == ["gone.away@example.org"]
     assert status is SubscriberStatus.BOUNCED
     others = [s for s in subs if s is not subs[4]]
-    assert_one_mail_each(mailbox.mails(), others, rows)
+    assert_one_mail_each(rig.mailbox.mails(), others, rows)
 
     # The next day the bounced reader is not planned at all; the others get new papers.
     first = max_digest_id(settings)
-    worker.wait_task(app.send_task("digest.plan", args=[iso(T + timedelta(days=1))]).id)
+    plan_at(worker, app, T + timedelta(days=1))
     wait_settled(settings, len(others), worker, since_id=first)
     assert {r.status for r in all_digests(settings, first)} == {DigestStatus.SENT}
-    counts = Counter(m.rcpt for m in mailbox.mails())
+    counts = Counter(m.rcpt for m in rig.mailbox.mails())
     assert counts == Counter({s.email.lower(): 2 for s in others})
 
 
@@ -916,20 +918,12 @@ def test_smtp_550_for_one_address_suppresses_it_and_delivers_the_rest(
 
 
 def test_plan_twice_and_two_beats_never_make_a_second_digest(
-    pg: str,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    celery_beat_factory: BeatFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
+    pg: str, rig: Rig, celery_beat_factory: BeatFactory
 ) -> None:
-    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+    settings = rig.settings(pg)
     subs = real_time_subscribers(30, "twice", ("reasoning",))
-    add_papers(settings, recent_papers(utcnow()))
-    add_subscribers(settings, subs)
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
+    add_world(settings, recent_papers(utcnow()), subs)
+    worker, app = rig.start(settings)
 
     first, second = app.send_task("digest.plan"), app.send_task("digest.plan")
     worker.wait_task(first.id)
@@ -944,7 +938,7 @@ def test_plan_twice_and_two_beats_never_make_a_second_digest(
     for b in beats:
         b.stop()
     wait_until(
-        lambda: redis_server.queue_length("send") == 0 and worker.idle(),
+        lambda: rig.redis.queue_length("send") == 0 and worker.idle(),
         30,
         "the worker to drain its queue",
         details=worker.tail,
@@ -953,35 +947,24 @@ def test_plan_twice_and_two_beats_never_make_a_second_digest(
     rows = digests_with_subscribers(settings)
     assert len(rows) == len(subs)
     assert {r.status for r in rows} == {DigestStatus.SENT}
-    assert_one_mail_each(mailbox.mails(), subs, rows)
+    assert_one_mail_each(rig.mailbox.mails(), subs, rows)
     assert worker.log_text().count("Task digest.plan[") >= 2 * (2 + 16)  # received + succeeded
 
 
 # --- 6. the embedded default under a real worker ------------------------------------------
 
 
-def test_worker_on_sqlite_delivers(
-    sqlite_template: Path,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
-) -> None:
+def test_worker_on_sqlite_delivers(sqlite_template: Path, tmp_path: Path, rig: Rig) -> None:
     path = tmp_path / "digest.db"
     shutil.copy(sqlite_template, path)
-    settings = service_settings(
-        f"sqlite:///{path}", tmp_path, redis_server, mailbox.url, batch_size=2
-    )
+    settings = rig.settings(f"sqlite:///{path}", batch_size=2)
     subs = [
         SubSpec(f"local{i}@example.org", topics=topics, max_papers=20 if topics else 5)
         for i, topics in enumerate([("diffusion",), ("agent",), ()] * 2)
     ]
     papers = [PaperSpec(i, T - timedelta(hours=1), upvotes=i if i % 4 == 0 else None) for i in range(len(SEED))]  # fmt: skip
-    add_papers(settings, papers)
-    add_subscribers(settings, subs)
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
+    add_world(settings, papers, subs)
+    worker, app = rig.start(settings)
     # `digest run --at` with a broker: the run task plans and answers with the digests
     # it covers (through the result backend), then the batches go out.
     covered = app.send_task("digest.run", args=[iso(T), False]).get(timeout=30)
@@ -989,7 +972,7 @@ def test_worker_on_sqlite_delivers(
     rows = digests_with_subscribers(settings)
     assert sorted(covered) == [r.id for r in rows]
     assert {r.status for r in rows} == {DigestStatus.SENT}
-    delivered = assert_one_mail_each(mailbox.mails(), subs, rows)
+    delivered = assert_one_mail_each(rig.mailbox.mails(), subs, rows)
     for s in subs:
         assert_right_papers(delivered[s.email], expected_papers(s, papers), papers)
 
@@ -997,28 +980,19 @@ def test_worker_on_sqlite_delivers(
 # --- 7. one digest that cannot be built does not hold up its batch -------------------------
 
 
-def test_a_digest_that_cannot_be_built_fails_alone(
-    pg: str,
-    tmp_path: Path,
-    redis_server: RedisServer,
-    celery_worker_factory: WorkerFactory,
-    mailbox: Mailbox,
-    apps: list[Celery],
-) -> None:
-    settings = service_settings(pg, tmp_path, redis_server, mailbox.url)
+def test_a_digest_that_cannot_be_built_fails_alone(pg: str, rig: Rig) -> None:
+    settings = rig.settings(pg)
     subs = [SubSpec(f"batch{i}@example.org", topics=("agent",)) for i in range(10)]
     # email-validator (and so `digest subscribers add`) accepts an internationalised
     # local part; our messages cannot carry it without SMTPUTF8.
     subs[2].email = "jürgen@example.org"
-    add_papers(settings, [PaperSpec(i, T - timedelta(hours=1)) for i in range(len(SEED))])
-    add_subscribers(settings, subs)
-    worker = celery_worker_factory(settings)
-    app = client_app(settings, apps)
-    worker.wait_task(app.send_task("digest.plan", args=[iso(T)]).id)
+    add_world(settings, papers_seen_at(T - timedelta(hours=1)), subs)
+    worker, app = rig.start(settings)
+    plan_at(worker, app, T)
     wait_settled(settings, len(subs), worker, what="the batch with one unbuildable digest")
     rows = digests_with_subscribers(settings)
     broken = next(r for r in rows if r.subscriber.email == "jürgen@example.org")
     assert broken.status is DigestStatus.FAILED
     assert "jürgen@example.org" in (broken.error or ""), broken.error
     assert {r.status for r in rows if r is not broken} == {DigestStatus.SENT}
-    assert_one_mail_each(mailbox.mails(), [s for s in subs if s is not subs[2]], rows)
+    assert_one_mail_each(rig.mailbox.mails(), [s for s in subs if s is not subs[2]], rows)
