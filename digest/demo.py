@@ -22,7 +22,14 @@ from digest.models import Digest, Feed, FeedKind, Subscriber, utcnow
 from digest.schedule import zone
 from digest.subscriptions import add_subscriber
 
+# The API query first: it holds earlier versions that the RSS listing then replaces.
 SAMPLE_FEEDS = (
+    (
+        "https://export.arxiv.org/api/query?search_query=abs:safety+AND+cat:cs.LG"
+        "&sortBy=submittedDate&sortOrder=descending&max_results=50",
+        FeedKind.ARXIV_API,
+        "arxiv_api.xml",
+    ),
     ("https://rss.arxiv.org/rss/cs.AI+cs.LG+cs.CL+cs.CR", FeedKind.ARXIV_RSS, "arxiv_rss_cs.xml"),
     ("https://huggingface.co/api/daily_papers", FeedKind.HF_DAILY, "hf_daily.json"),
 )
