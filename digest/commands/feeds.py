@@ -37,9 +37,7 @@ def add(url: str, kind: str, name: str | None, check: bool) -> None:
     settings = get_settings()
     with open_session(settings) as session:
         try:
-            feed = ingest.add_feed(
-                session, url, kind, name, settings=settings if check else None
-            )
+            feed = ingest.add_feed(session, url, kind, name, settings=settings if check else None)
         except (ingest.FeedError, FetchError, FeedFormatError) as exc:
             raise click.ClickException(f"{url}: {exc}") from exc
         click.echo(f"added feed {feed.id}: {feed.name} ({feed.kind.value}) {feed.url}")
