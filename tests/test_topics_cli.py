@@ -80,7 +80,7 @@ def test_add_list_remove(run, db: Settings) -> None:  # type: ignore[no-untyped-
     assert result.exit_code == 0, result.output
     assert _topics(db) == [("diffusion models", "diffusion models")]
     assert one_line_error(run("remove", "ada@example.org", str(listed[0]["id"]))) == (
-        f"Ada@Example.org has no topic {listed[0]['id']}"
+        f"Ada@Example.org has no topic with id {listed[0]['id']}"
     )
 
 
@@ -103,7 +103,7 @@ def test_unknown_subscriber_and_duplicate_topic(run) -> None:  # type: ignore[no
         == "no subscriber with address bob@example.org"
     )
     assert run("add", "ada@example.org", "diffusion").exit_code == 0
-    assert "already has this query" in one_line_error(run("add", "ada@example.org", "diffusion"))
+    assert "already has the topic" in one_line_error(run("add", "ada@example.org", "diffusion"))
 
 
 def test_backtest_lists_recent_matches_best_first_with_reasons(run) -> None:  # type: ignore[no-untyped-def]

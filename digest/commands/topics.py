@@ -9,11 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest import matching
+from digest import subscriptions as subs
 from digest.commands.common import echo_json, echo_table, open_session
-from digest.models import Paper, Subscriber, Topic, utcnow
-from digest.query import QueryError, parse
-
-MAX_LABEL = 200  # the column's size
+from digest.models import Paper, Subscriber, utcnow
+from digest.query import parse
 
 
 @click.group("topics")
@@ -30,25 +29,10 @@ def group() -> None:
 
 
 def _subscriber(session: Session, email: str) -> Subscriber:
-    found = session.scalar(select(Subscriber).where(Subscriber.email_key == email.strip().lower()))
+    found = subs.get_subscriber(session, email)
     if found is None:
         raise click.ClickException(f"no subscriber with address {email}")
     return found
-
-
-def _check(query: str) -> str:
-    text = " ".join(query.split())
-    try:
-        parse(text)
-    except QueryError as exc:
-        raise click.ClickException(f'bad topic query "{text}": {exc}') from None
-    return text
-
-
-def _label(query: str) -> str:
-    if len(query) <= 60:
-        return query
-    return query[:60].rsplit(" ", 1)[0] + "…"
 
 
 @group.command("add")
@@ -60,21 +44,13 @@ def add(email: str, query: str, label: str | None) -> None:
 
     Example: digest topics add ada@example.org '"machine unlearning" OR title:forgetting' --label Unlearning
     """
-    text = _check(query)
-    name = " ".join((label or "").split()) or _label(text)
-    if len(name) > MAX_LABEL:
-        raise click.ClickException(f"the label is {len(name)} characters; the limit is {MAX_LABEL}")
     with open_session() as session:
         subscriber = _subscriber(session, email)
-        for topic in subscriber.topics:
-            if topic.query == text:
-                raise click.ClickException(
-                    f"{subscriber.email} already has this query as topic {topic.id} ({topic.label!r})"
-                )
-        topic = Topic(label=name, query=text, created_at=utcnow())
-        subscriber.topics.append(topic)
-        session.flush()
-        click.echo(f'added topic {topic.id} "{name}" for {subscriber.email}')
+        try:
+            topic = subs.add_topic(session, subscriber, " ".join(query.split()), label)
+        except subs.SubscriptionError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f'added topic {topic.id} "{topic.label}" for {subscriber.email}')
 
 
 @group.command("list")
@@ -108,11 +84,10 @@ def remove(email: str, topic_id: int) -> None:
     """
     with open_session() as session:
         subscriber = _subscriber(session, email)
-        topic = next((t for t in subscriber.topics if t.id == topic_id), None)
-        if topic is None:
-            raise click.ClickException(f"{subscriber.email} has no topic {topic_id}")
-        subscriber.topics.remove(topic)
-        session.flush()
+        try:
+            topic = subs.remove_topic(session, subscriber, topic_id)
+        except subs.SubscriptionError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(f'removed topic {topic_id} "{topic.label}" from {subscriber.email}')
 
 
@@ -134,7 +109,10 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
 
     Example: digest topics test 'jailbreak attacks on LLMs -survey' --days 30
     """
-    text = _check(query)
+    try:
+        text = subs.validate_query(" ".join(query.split()))
+    except subs.SubscriptionError as exc:
+        raise click.ClickException(str(exc)) from None
     parsed = parse(text)
     since = utcnow() - timedelta(days=days)
     with open_session() as session:
@@ -150,7 +128,7 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
             lookup = semantic.like_lookup(session)
         index = matching.build_index(papers, like_lookup=lookup)
         total = len(matching.evaluate(index, parsed))
-        spec = matching.TopicSpec(None, _label(text), parsed)
+        spec = matching.TopicSpec(None, subs.default_label(text), parsed)
         matched = matching.match_subscriber(index, [spec], limit)
         if as_json:
             echo_json(
