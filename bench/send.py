@@ -135,6 +135,7 @@ def sample_messages(settings: Settings, ids: list[int]) -> list[bytes]:
     with factory() as session:
         digests = pipeline._load(session, ids)
         builder = DigestBuilder(settings, session, digests, NOW)
+        builder.match()
         capture = Capture()
         for digest in digests:
             builder.send_one(digest, capture)

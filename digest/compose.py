@@ -2,8 +2,9 @@
 
 A :class:`DigestBuilder` serves one claimed batch: it fixes each digest's paper
 window (once: a retry shows the same papers, the next digest starts where this
-one ends), loads the batch's papers in one query, indexes each distinct window
-once, and then per digest only matches, renders, sends and records.
+one ends) and loads the batch's papers in one query; once that is committed,
+:meth:`~DigestBuilder.match` indexes each distinct window once and evaluates
+every reader; then per digest it only renders, sends and records.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from digest import matching, render
+from digest import db, matching, render
 from digest.config import Settings
 from digest.delivery import Outcome, Transport, backoff_seconds, suppress
 from digest.message import build_message, make_message_id
@@ -49,6 +50,7 @@ class DigestBuilder:
         self.session = session
         self.now = now
         self.superseded: set[int] = set()
+        db.lock_paper_stamps(session, exclusive=True)  # held until the caller commits
         self._fix_windows(digests)
         digests = [d for d in digests if d.id not in self.superseded]
         starts = [d.window_start for d in digests if d.window_start is not None]
@@ -70,7 +72,7 @@ class DigestBuilder:
         self.suppressed = suppressed_keys(session, [d.subscriber.email_key for d in digests])
         self.arrived: dict[int, int] = {}
         self.matched: dict[int, list[matching.MatchedPaper]] = {}
-        self._match(digests)
+        self._digests = digests
 
     # -- windows --------------------------------------------------------------------
 
@@ -117,10 +119,14 @@ class DigestBuilder:
         hi = bisect.bisect_right(self._seen, digest.window_end)
         return lo, hi
 
-    def _match(self, digests: Sequence[Digest]) -> None:
-        """Index each distinct window's papers once; evaluate every reader against it."""
+    def match(self) -> None:
+        """Index each distinct window's papers once; evaluate every reader against it.
+
+        Called after the windows are committed (and the stamp lock released): indexing
+        can take seconds and must not hold up ingest.
+        """
         by_window: dict[tuple[int, int], list[Digest]] = {}
-        for digest in digests:
+        for digest in self._digests:
             by_window.setdefault(self._window_bounds(digest), []).append(digest)
         like_lookup = semantic_lookup(self.session)
         for (lo, hi), group in by_window.items():

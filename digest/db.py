@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings, normalise_database_url
@@ -65,6 +65,26 @@ def session_scope(settings: Settings) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+#: Advisory-lock key ("dige") ordering paper stamping against digest windows.
+PAPER_STAMP_LOCK = 0x64696765
+
+
+def lock_paper_stamps(session: Session, *, exclusive: bool) -> None:
+    """Order "stamp new papers" against "close a digest window", until the transaction ends.
+
+    Ingest takes it shared before stamping ``first_seen_at``; a send batch takes it
+    exclusively while it fixes windows and reads their papers. So a window never
+    closes between a paper's stamp and its commit: the paper would fall before the
+    window's end yet stay invisible to it, and the next window would start after it.
+    PostgreSQL only: SQLite already serialises writers, and the embedded default
+    runs ingest and send one after the other.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    session.execute(text(f"SELECT {function}(:key)"), {"key": PAPER_STAMP_LOCK})
 
 
 def alembic_config(url: str) -> Any:

@@ -300,13 +300,13 @@ def fetch_feed(
     """Fetch one feed and merge its papers; errors end up on the feed row, not raised.
 
     ``now`` (default: the clock once the response is in) becomes the new papers'
-    ``first_seen_at``. Stamping after the download, right before the short merge
-    transaction, keeps the gap between a paper's stamp and its commit small: a
-    digest whose window closed inside that gap would not see the paper.
+    ``first_seen_at``. It is read under :func:`digest.db.lock_paper_stamps`, after
+    the download, so no digest window closes between the stamp and the commit.
     """
     outcome = FeedOutcome(feed_id=feed.id, name=feed.name, status="ok")
     try:
         result = fetch(feed.url, settings, etag=feed.etag, last_modified=feed.last_modified)
+        db.lock_paper_stamps(session, exclusive=False)
         now = now or utcnow()
         if result.not_modified:
             outcome.status = "not-modified"

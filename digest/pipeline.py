@@ -251,6 +251,7 @@ def send_batch(settings: Settings, ids: Sequence[int], now: datetime | None = No
         digests = _load(session, claimed)
         builder = DigestBuilder(settings, session, digests, now)
         session.commit()  # windows fixed before anything is sent
+        builder.match()
         transient_in_a_row = 0
         with transport_from_settings(settings) as transport:
             for position, digest in enumerate(digests):

@@ -64,6 +64,13 @@ def _truncate_postgres(url: str) -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture
+def pg_url(postgres_url: str) -> str:
+    """An empty, migrated PostgreSQL database, for what only PostgreSQL has (locks, Celery)."""
+    _truncate_postgres(postgres_url)
+    return postgres_url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database: SQLite file or PostgreSQL, one test each."""

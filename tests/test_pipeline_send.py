@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import make_settings
 from smtpserver import SmtpSink
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from digest import db, pipeline
 from digest.config import Settings
@@ -384,3 +384,48 @@ def test_a_missed_day_is_carried_by_the_next_digest(
     assert all(title in text for title in UNLEARNING)
     # Built alone later, the old row is still superseded: never a second copy.
     assert pipeline.send_batch(smtp_settings, yesterday, T + timedelta(days=2)).claimed == 0
+
+
+def test_a_window_never_closes_between_a_papers_stamp_and_its_commit(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """An ingest that stamped a paper but has not committed yet holds the window back:
+    the digest waits for it and carries the paper, instead of missing it for good."""
+    settings = make_settings(pg_url, tmp_path)
+    add_reader(settings, "ada@example.org", "machine unlearning")
+    ids = pipeline.plan(settings, T)
+    ingest = db.session_factory(settings)()
+    db.lock_paper_stamps(ingest, exclusive=False)
+    ingest.add(
+        Paper(
+            key="arxiv:2511.99999",
+            title=UNLEARNING[0],
+            abstract=SEED[UNLEARNING[0]]["abstract"],
+            first_seen_at=T - timedelta(seconds=1),
+            last_seen_at=T,
+        )
+    )
+    ingest.flush()  # stamped and written, not yet committed
+    results: list[dict[str, int]] = []
+    sender = threading.Thread(
+        target=lambda: results.append(pipeline.send_batch(settings, ids, T).by_status)
+    )
+    sender.start()
+
+    def sender_waits_for_the_lock() -> bool:
+        with db.engine_for(pg_url).connect() as conn:
+            waiting = conn.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            ).scalar_one()
+        return waiting == 1
+
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while not sender_waits_for_the_lock():
+        assert sender.is_alive() and datetime.now(UTC) < deadline, "the sender did not wait"
+        sender.join(timeout=0.05)
+    ingest.commit()
+    ingest.close()
+    sender.join(timeout=60)
+    assert results == [{"sent": 1}]
+    (row,) = digest_rows(settings)
+    assert len(row.paper_ids) == 1

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from conftest import _truncate_postgres, make_settings
+from conftest import make_settings
 from services import (  # noqa: F401 - fixtures, until conftest registers the plugin
     BeatFactory,
     CeleryWorker,
@@ -387,12 +387,6 @@ def wait_settled(
 
 
 @pytest.fixture
-def pg(postgres_url: str) -> str:
-    _truncate_postgres(postgres_url)
-    return postgres_url
-
-
-@pytest.fixture
 def apps() -> Iterator[list[Celery]]:
     """Celery apps built in the test process to enqueue tasks; closed at the end."""
     made: list[Celery] = []
@@ -585,8 +579,8 @@ def day_papers() -> list[PaperSpec]:
     return papers
 
 
-def test_full_day_300_subscribers_five_time_zones(pg: str, rig: Rig) -> None:
-    settings = rig.settings(pg)
+def test_full_day_300_subscribers_five_time_zones(pg_url: str, rig: Rig) -> None:
+    settings = rig.settings(pg_url)
     papers = day_papers()
     subs = [
         SubSpec(
@@ -677,8 +671,8 @@ def sending_owners(settings: Settings) -> dict[int, int | None]:
     return {i: owner_pid(o) for i, o in rows}
 
 
-def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(pg: str, rig: Rig) -> None:
-    settings = rig.settings(pg)
+def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(pg_url: str, rig: Rig) -> None:
+    settings = rig.settings(pg_url)
     subs = real_time_subscribers(60, "kill", ("agent",))
     add_world(settings, recent_papers(utcnow()), subs)
     rig.mailbox.set_delay(0.25)  # a batch of 10 takes a few seconds: kills land mid-batch
@@ -748,9 +742,9 @@ def test_kill9_mid_batch_loses_nothing_and_duplicates_only_in_flight(pg: str, ri
 
 
 def test_lost_messages_and_redis_outage_delay_but_never_drop(
-    pg: str, rig: Rig, celery_beat_factory: BeatFactory
+    pg_url: str, rig: Rig, celery_beat_factory: BeatFactory
 ) -> None:
-    settings = rig.settings(pg)
+    settings = rig.settings(pg_url)
     subs = real_time_subscribers(60, "flush", ("machine unlearning",))
     add_world(settings, recent_papers(utcnow()), subs)
     rig.mailbox.set_delay(0.1)
@@ -830,8 +824,8 @@ def next_retry(settings: Settings) -> datetime | None:
         )
 
 
-def test_smtp_421_for_a_minute_then_each_delivered_once(pg: str, rig: Rig) -> None:
-    settings = rig.settings(pg)
+def test_smtp_421_for_a_minute_then_each_delivered_once(pg_url: str, rig: Rig) -> None:
+    settings = rig.settings(pg_url)
     subs = [SubSpec(f"patient{i:02d}@example.org", topics=("agent",)) for i in range(20)]
     add_world(settings, papers_seen_at(T - timedelta(hours=1)), subs)
     rig.mailbox.fail_all(421)
@@ -877,8 +871,10 @@ def test_smtp_421_for_a_minute_then_each_delivered_once(pg: str, rig: Rig) -> No
     assert_one_mail_each(rig.mailbox.mails(), subs, rows)
 
 
-def test_smtp_550_for_one_address_suppresses_it_and_delivers_the_rest(pg: str, rig: Rig) -> None:
-    settings = rig.settings(pg)
+def test_smtp_550_for_one_address_suppresses_it_and_delivers_the_rest(
+    pg_url: str, rig: Rig
+) -> None:
+    settings = rig.settings(pg_url)
     subs = [SubSpec(f"reader{i:02d}@example.org", topics=("safety",)) for i in range(11)]
     subs[4].email = "Gone.Away@example.org"
     papers = [
@@ -918,9 +914,9 @@ def test_smtp_550_for_one_address_suppresses_it_and_delivers_the_rest(pg: str, r
 
 
 def test_plan_twice_and_two_beats_never_make_a_second_digest(
-    pg: str, rig: Rig, celery_beat_factory: BeatFactory
+    pg_url: str, rig: Rig, celery_beat_factory: BeatFactory
 ) -> None:
-    settings = rig.settings(pg)
+    settings = rig.settings(pg_url)
     subs = real_time_subscribers(30, "twice", ("reasoning",))
     add_world(settings, recent_papers(utcnow()), subs)
     worker, app = rig.start(settings)
@@ -980,8 +976,8 @@ def test_worker_on_sqlite_delivers(sqlite_template: Path, tmp_path: Path, rig: R
 # --- 7. one digest that cannot be built does not hold up its batch -------------------------
 
 
-def test_a_digest_that_cannot_be_built_fails_alone(pg: str, rig: Rig) -> None:
-    settings = rig.settings(pg)
+def test_a_digest_that_cannot_be_built_fails_alone(pg_url: str, rig: Rig) -> None:
+    settings = rig.settings(pg_url)
     subs = [SubSpec(f"batch{i}@example.org", topics=("agent",)) for i in range(10)]
     # email-validator (and so `digest subscribers add`) accepts an internationalised
     # local part; our messages cannot carry it without SMTPUTF8.
