@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
-# None when neither Debian name is on PATH, so a test module can skip itself.
+import pytest
+
+# None when neither Debian name is on PATH.
 FOUND = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM = FOUND or "/usr/bin/chromium"
+
+# A laptop without the browser skips these tests with the command that enables them;
+# CI (.ci/run installs chromium, then sets this) fails instead of silently skipping.
+REQUIRED = os.environ.get("DIGEST_TESTS_REQUIRE_CHROMIUM") == "1"
+if FOUND is None and REQUIRED:
+    raise RuntimeError("DIGEST_TESTS_REQUIRE_CHROMIUM=1 but chromium is not on PATH")
+
+requires_chromium = pytest.mark.skipif(
+    FOUND is None,
+    reason="Debian's chromium is not installed: apt-get install chromium chromium-driver",
+)
 
 # Headless in a container: no sandbox, no GPU, and nothing that phones home.
 FLAGS = (

@@ -10,7 +10,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from browser import FOUND, dump_dom, screenshot
+from browser import dump_dom, requires_chromium, screenshot
 from emailkit import context, email_settings, hostile_papers, seed_papers
 
 from digest.render import render_digest
@@ -19,7 +19,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "email"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(FOUND is None, reason="Debian package chromium is not installed"),
+    requires_chromium,
 ]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import dump_dom
+from browser import dump_dom, requires_chromium
 from conftest import make_settings
 from flask.testing import FlaskClient
 
@@ -249,6 +249,7 @@ def test_gunicorn_stops_with_the_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+@requires_chromium
 def test_chromium_renders_the_index_page(tmp_path: Path, sqlite_template: Path) -> None:
     database = tmp_path / "digest.db"
     shutil.copy(sqlite_template, database)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from browser import dump_dom
+from browser import dump_dom, requires_chromium
 from conftest import make_settings
 from flask.testing import FlaskClient
 from smtpserver import SmtpSink
@@ -467,6 +467,7 @@ def post(url: str, body: bytes) -> tuple[int, str]:
 
 
 @pytest.mark.integration
+@requires_chromium
 def test_gunicorn_confirm_then_one_click_unsubscribe_from_the_email(
     tmp_path: Path, sqlite_template: Path
 ) -> None:
