@@ -278,18 +278,23 @@ class CeleryProcess:
 
         Like the OOM killer or a lost machine: pool children forked after an earlier
         kill die too, instead of finishing their batch as orphans. Returns the pids.
+        The group is listed before the kill: Celery's pool children ask the kernel for
+        SIGKILL when their parent dies (pdeathsig), so they may be gone before we look again.
         """
-        killed = []
+        killed = set(_group(self.pid))
         if self.alive():
             os.kill(self.pid, signal.SIGKILL)
-            killed.append(self.pid)
+            killed.add(self.pid)
             assert self.proc is not None
             self.proc.wait(10)
         for pid in _group(self.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-        return killed
+                killed.add(pid)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in killed) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return sorted(killed)
 
     def kill9_children(self) -> list[int]:
         """SIGKILL every pool child (the main process stays and forks new ones)."""
