@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -33,8 +33,10 @@ from digest.sources.base import FeedFormatError, FeedParseResult, PaperRecord
 log = logging.getLogger(__name__)
 
 #: Fields a newer version of a paper replaces, and a later sighting fills in when empty.
+#: (``published_at`` is not one: it is the earliest date any source gives, so a
+#: replacement announced weeks later does not make an old paper look recent.)
 _TEXT_FIELDS = ("title", "abstract", "authors")
-_FILL_FIELDS = ("primary_category", "doi", "url", "pdf_url", "hf_url", "published_at")
+_FILL_FIELDS = ("primary_category", "doi", "url", "pdf_url", "hf_url")
 
 
 class FeedError(ValueError):
@@ -73,14 +75,35 @@ class FeedOutcome:
 # --- feeds ---------------------------------------------------------------------------
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def validate_feed_url(url: str) -> str:
+    """The URL in the one form we store and compare, or :class:`FeedError` saying why not.
+
+    Scheme and host are lower-cased, a default port and a ``#fragment`` (never sent to
+    the server) dropped, so one feed cannot be added twice under two spellings.
+    """
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    if any(ch.isspace() for ch in url):
+        raise FeedError(f"feed URL contains a space (write it as %20): {url!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise FeedError(f"not a valid URL ({exc}): {url!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
         raise FeedError(f"feed URL must start with http:// or https://, got {url!r}")
-    if not parts.hostname:
+    host = parts.hostname
+    if not host:
         raise FeedError(f"feed URL has no host: {url!r}")
-    return url
+    host = f"[{host}]" if ":" in host else host
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (f"{userinfo}@" if userinfo else "") + host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 def add_feed(
@@ -150,7 +173,7 @@ def check_feed(
     result = fetch(url, settings)
     assert result.body is not None  # no validators were sent, so never a 304
     feed_kind = detect_kind(url, result.body) if kind == "auto" else _feed_kind(kind)
-    return feed_kind, parse_feed(feed_kind, result.body, url)
+    return feed_kind, parse_feed(feed_kind, result.body, url, result.content_type)
 
 
 # --- merging -------------------------------------------------------------------------
@@ -169,7 +192,7 @@ def merge_records(session: Session, records: Iterable[PaperRecord], now: datetim
     existing = _existing_papers(session, list(by_key.values()))
     new_papers: list[Paper] = []
     for key, record in by_key.items():
-        paper = existing.get(key) or (existing.get(f"doi:{record.doi}") if record.doi else None)
+        paper = existing.get(key) or _same_doi(existing, record)
         if paper is None:
             if record.is_replacement:
                 # A revision of a paper we never stored is old news: not a new paper.
@@ -189,9 +212,21 @@ def merge_records(session: Session, records: Iterable[PaperRecord], now: datetim
     return counts
 
 
+def _same_doi(existing: dict[str, Paper], record: PaperRecord) -> Paper | None:
+    """The stored paper with the record's DOI, unless it is a different arXiv paper.
+
+    A journal feed may store a paper under its DOI before arXiv's record of it (which
+    names the DOI) arrives, or after: either order must give one paper.
+    """
+    paper = existing.get(f"doi:{record.doi}") if record.doi else None
+    if paper is None or (record.arxiv_id and paper.arxiv_id not in (None, record.arxiv_id)):
+        return None
+    return paper
+
+
 def _existing_papers(session: Session, records: Sequence[PaperRecord]) -> dict[str, Paper]:
     keys = [r.key for r in records]
-    dois = [r.doi for r in records if r.doi and not r.arxiv_id]
+    dois = [r.doi for r in records if r.doi]
     found: dict[str, Paper] = {}
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
@@ -268,6 +303,11 @@ def _apply(paper: Paper, record: PaperRecord, now: datetime) -> bool:
     put("comments", record.comments)
     if record.arxiv_id and not paper.arxiv_id:
         put("arxiv_id", record.arxiv_id)
+        put("key", record.key)  # found by DOI: the arXiv id is the better key
+    if record.published_at and (
+        paper.published_at is None or record.published_at < paper.published_at
+    ):
+        put("published_at", record.published_at)
     put("categories", _union(paper.categories, record.categories))
     if record.source:
         put("sources", _union(paper.sources, [record.source]))
@@ -312,7 +352,7 @@ def fetch_feed(
             outcome.status = "not-modified"
         else:
             assert result.body is not None
-            _merge_body(session, feed, result.body, now, outcome)
+            _merge_body(session, feed, result.body, now, outcome, result.content_type)
             # Validators are stored only once the body is safely merged, so a failed
             # merge is fetched in full next time instead of answered with a 304.
             feed.etag, feed.last_modified = result.etag, result.last_modified
@@ -342,9 +382,14 @@ def ingest_body(session: Session, feed: Feed, body: bytes, now: datetime) -> Fee
 
 
 def _merge_body(
-    session: Session, feed: Feed, body: bytes, now: datetime, outcome: FeedOutcome
+    session: Session,
+    feed: Feed,
+    body: bytes,
+    now: datetime,
+    outcome: FeedOutcome,
+    content_type: str | None = None,
 ) -> None:
-    parsed = parse_feed(feed.kind, body, feed.url)
+    parsed = parse_feed(feed.kind, body, feed.url, content_type)
     with session.begin_nested():
         counts = merge_records(session, parsed.papers, now)
     outcome.new, outcome.updated, outcome.unchanged = counts.new, counts.updated, counts.unchanged

@@ -149,3 +149,52 @@ def test_doi_papers_merge_by_doi(session: Session) -> None:
     session.commit()
     assert (counts.new, counts.updated) == (0, 1)
     assert papers(session)[f"doi:{doi}"].abstract == "Now with text."
+
+
+def journal(doi: str, **kw: object) -> PaperRecord:
+    values: dict[str, object] = {
+        "key": f"doi:{doi.lower()}",
+        "doi": doi.lower(),
+        "title": "A journal version",
+        "abstract": "From the journal.",
+        "url": f"https://journal.example.org/{doi}",
+        "source": "rss",
+    }
+    values.update(kw)
+    return PaperRecord(**values)  # type: ignore[arg-type]
+
+
+def test_a_doi_and_its_arxiv_record_are_one_paper_in_either_order(session: Session) -> None:
+    first = merge_records(session, [journal("10.1234/J.5678")], T0)
+    second = merge_records(
+        session, [arxiv("2509.00002", version=2, doi="10.1234/j.5678")], T0 + timedelta(hours=1)
+    )
+    session.commit()
+    assert (first.new, second.new, second.updated) == (1, 0, 1)
+    [paper] = papers(session).values()
+    assert paper.key == "arxiv:2509.00002" and paper.arxiv_id == "2509.00002"
+    assert paper.first_seen_at == T0 and set(paper.sources) == {"rss", "arxiv"}
+    # The journal's next sighting finds it by DOI under its new key.
+    again = merge_records(session, [journal("10.1234/j.5678")], T0 + timedelta(hours=2))
+    assert (again.new, len(papers(session))) == (0, 1)
+
+
+def test_a_doi_shared_by_another_arxiv_paper_is_not_merged(session: Session) -> None:
+    merge_records(session, [arxiv("2509.00001", doi="10.1234/x")], T0)
+    merge_records(session, [arxiv("2509.00003", doi="10.1234/x")], T0)
+    session.commit()
+    assert set(papers(session)) == {"arxiv:2509.00001", "arxiv:2509.00003"}
+
+
+def test_a_replacement_keeps_the_first_publication_date(session: Session) -> None:
+    merge_records(session, [arxiv("2509.00004", published_at=datetime(2025, 9, 1, tzinfo=UTC))], T0)
+    later = datetime(2025, 9, 17, tzinfo=UTC)
+    merge_records(
+        session,
+        [arxiv("2509.00004", version=3, published_at=later, announce_type="replace")],
+        T0 + timedelta(days=16),
+    )
+    session.commit()
+    [paper] = papers(session).values()
+    assert paper.version == 3
+    assert paper.published_at.replace(tzinfo=UTC) == datetime(2025, 9, 1, tzinfo=UTC)

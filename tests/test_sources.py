@@ -96,6 +96,7 @@ def assert_clean(record: PaperRecord) -> None:
         ("see arXiv:1501.00001.", ("1501.00001", None)),
         ("Discussed in https://arxiv.org/abs/2502.01234, see there", ("2502.01234", None)),
         ("2401.00001v0", ("2401.00001", None)),
+        ("https://huggingface.co/papers/2509.00001", ("2509.00001", None)),
     ],
 )
 def test_extract_arxiv_id(text: str, expected: tuple[str, int | None]) -> None:
@@ -186,6 +187,20 @@ def test_id_extraction_never_raises(text: str) -> None:
             "10.1101/2024.01.15.575123",
         ),
         ("10.48550/arXiv.2401.00001", "10.48550/arxiv.2401.00001"),
+        # Landing-page links append what is not part of the DOI
+        (
+            "https://www.biorxiv.org/content/10.1101/2025.09.01.123456v2.full",
+            "10.1101/2025.09.01.123456",
+        ),
+        (
+            "https://www.biorxiv.org/content/10.1101/2025.09.01.123456v1.full.pdf",
+            "10.1101/2025.09.01.123456",
+        ),
+        (
+            "https://www.frontiersin.org/articles/10.3389/fnins.2025.1234567/full",
+            "10.3389/fnins.2025.1234567",
+        ),
+        ("https://onlinelibrary.wiley.com/doi/10.1002/anie.2023/abstract", "10.1002/anie.2023"),
         ("no doi here", None),
         ("10.1/x", None),
         ("", None),
@@ -442,6 +457,51 @@ def test_wrong_declared_charset_is_read_as_meant(name: str) -> None:
     assert paper.title.endswith("(révisé)")
     assert paper.authors == ["José García", "Björn Müller"]
     assert "— naïve café ©" in paper.abstract
+
+
+def test_one_broken_byte_costs_only_itself() -> None:
+    """A CMS that cut a string mid-character must not turn the whole feed into mojibake."""
+    good = body("arxiv_rss_cs_lg.xml")
+    marker = b"</description>"
+    broken = good.replace(marker, b"\xc3" + marker, 1)  # the first item's abstract
+
+    def texts(data: bytes) -> list[str]:
+        records = parse_feed("arxiv-rss", data, "https://e.org/").papers
+        return (
+            [r.title for r in records]
+            + [a for r in records[1:] for a in r.authors]
+            + [r.abstract for r in records[1:]]
+        )
+
+    assert texts(broken) == texts(good)
+    assert any(not t.isascii() for t in texts(good)), "the fixture has non-ASCII text"
+
+
+def test_the_http_charset_applies_when_the_body_names_none() -> None:
+    rss = (
+        "<rss version='2.0'><channel><title>Журнал</title><item><title>Нейронные сети</title>"
+        "<link>https://journal.example.ru/a/1</link><description>О сетях.</description>"
+        "</item></channel></rss>"
+    ).encode("windows-1251")
+    ctype = "application/rss+xml; charset=windows-1251"
+    [paper] = parse_feed("rss", rss, "https://journal.example.ru/rss", ctype).papers
+    assert paper.title == "Нейронные сети"
+    # The body's own word wins: UTF-8 bytes under a header that claims latin-1.
+    utf8 = rss.decode("windows-1251").encode("utf-8")
+    [paper] = parse_feed(
+        "rss", utf8, "https://journal.example.ru/rss", "text/xml; charset=iso-8859-1"
+    ).papers
+    assert paper.title == "Нейронные сети"
+
+
+@pytest.mark.parametrize("authors", [5, "Jane Doe, John Roe", {"name": "Jane"}, None, True])
+def test_hf_authors_that_are_not_a_list_are_ignored(authors: object) -> None:
+    items = [
+        {"paper": {"id": "2509.00001", "title": "Odd authors", "authors": authors}},
+        {"paper": {"id": "2509.00002", "title": "Fine", "authors": [{"name": "Ada Lovelace"}]}},
+    ]
+    odd, fine = parse_feed("hf-daily", json.dumps(items).encode(), "https://hf.co/api").papers
+    assert odd.authors == [] and fine.authors == ["Ada Lovelace"]
 
 
 # --- arXiv API -----------------------------------------------------------------------
@@ -794,7 +854,6 @@ def test_detect_kind_by_body(name: str, kind: FeedKind) -> None:
     ("name", "message"),
     [
         ("not_a_feed.html", r"^got an HTML page, not a feed$"),
-        ("hf_error.json", r"^JSON is an object, expected a list of papers$"),
         ("empty.xml", r"^empty response body"),
         ("garbage.bin", r"^not a feed: the body starts with"),
     ],
@@ -802,6 +861,27 @@ def test_detect_kind_by_body(name: str, kind: FeedKind) -> None:
 def test_detect_kind_refuses_non_feeds(name: str, message: str) -> None:
     with pytest.raises(FeedFormatError, match=message):
         detect_kind("https://mirror.example.org/feed", body(name))
+
+
+def test_an_error_object_is_reported_with_the_servers_words() -> None:
+    url = "https://mirror.example.org/feed"
+    kind = detect_kind(url, body("hf_error.json"))
+    with pytest.raises(FeedFormatError, match=r"expected a list of papers \(the server says: Inv"):
+        parse_feed(kind, body("hf_error.json"), url)
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"\xef\xbb\xbf<!DOCTYPE html>\n<html><body>Hi<br></body></html>",
+        b'<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0'
+        b' Strict//EN" "x"><html xmlns="http://www.w3.org/1999/xhtml"><body><br></body></html>',
+    ],
+)
+@pytest.mark.parametrize("kind", ["arxiv-rss", "arxiv-api", "hf-daily", "rss"])
+def test_an_html_page_is_called_one_whatever_the_kind(page: bytes, kind: str) -> None:
+    with pytest.raises(FeedFormatError, match=r"^got an HTML page, not a feed$"):
+        parse_feed(kind, page, "https://example.org/feed")
 
 
 def test_url_wins_over_body() -> None:

@@ -36,8 +36,15 @@ PARSERS: dict[FeedKind, Callable[[bytes, str], FeedParseResult]] = {
 }
 
 
-def parse_feed(kind: FeedKind | str, body: bytes, url: str) -> FeedParseResult:
-    """Parse ``body`` (raw response bytes) as a feed of ``kind`` fetched from ``url``."""
+def parse_feed(
+    kind: FeedKind | str, body: bytes, url: str, content_type: str | None = None
+) -> FeedParseResult:
+    """Parse ``body`` (raw response bytes) as a feed of ``kind`` fetched from ``url``.
+
+    ``content_type`` is the response's header: its charset applies to a body that
+    does not name its own.
+    """
+    body = _xml.with_http_charset(body, content_type)
     try:
         feed_kind = FeedKind(kind)
     except ValueError:
@@ -101,10 +108,10 @@ def _kind_from_body(body: bytes) -> FeedKind:
         raise FeedFormatError("empty response body, expected a feed")
     if head[:1] in (b"[", b"{"):
         data = hf_daily.load_json(body)
-        if isinstance(data, list):
+        if isinstance(data, list | dict):
+            # Its parser accepts one paper as an object, and words an error object
+            # (with the server's message) better than we could here.
             return FeedKind.HF_DAILY
-        if isinstance(data, dict):
-            raise FeedFormatError("JSON is an object, expected a list of papers")
         raise FeedFormatError("JSON, but not a list of papers")
     if _xml.looks_like_html(head):
         raise FeedFormatError("got an HTML page, not a feed")

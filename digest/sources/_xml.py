@@ -26,10 +26,14 @@ _DTD_SUBSET_RE = re.compile(rb"<!DOCTYPE[^\[>]*\[(.*?)\]\s*>", re.DOTALL | re.IG
 # pasted into an abstract); dropping them beats losing the whole feed.
 _XML_ILLEGAL_RE = re.compile("[\x00-\x08\x0e-\x1f\ufffe\uffff]")
 _XML_ILLEGAL_SPACE_RE = re.compile("[\x0b\x0c]")  # vertical tab, form feed: still whitespace
+# An HTML page, possibly behind a byte-order mark, an XML declaration (XHTML) or comments.
 _HTML_START_RE = re.compile(
-    rb"^(?:\s|<!--.*?-->)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
+    rb"^(?:\xef\xbb\xbf)?(?:\s|<!--.*?-->|<\?xml[^>]*\?>)*"
+    rb"<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
     re.IGNORECASE | re.DOTALL,
 )
+_CHARSET_RE = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
+_NON_ASCII_RE = re.compile("[^\x00-\x7f\ufffd]")
 _LATIN1_NAMES = {
     "latin-1",
     "latin1",
@@ -78,11 +82,7 @@ def decode_xml(body: bytes) -> str:
             return body[len(bom) :].decode(encoding, errors="replace")
     declared = declared_encoding(body)
     if declared in (None, "utf-8", "utf8"):
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:
-            # Declared (or defaulted to) UTF-8 but isn't: almost always windows-1252.
-            return decode_single_byte(body)
+        return decode_utf8(body)
     if declared in _LATIN1_NAMES:
         if not body.isascii():
             try:
@@ -96,6 +96,46 @@ def decode_xml(body: bytes) -> str:
         return body.decode(declared, errors="replace")
     except LookupError:  # an encoding name Python does not know
         return body.decode("utf-8", errors="replace")
+
+
+def decode_utf8(body: bytes) -> str:
+    """UTF-8 as declared (or defaulted to), with the two ways real feeds break it.
+
+    A few broken sequences among many good ones (a CMS that cut a string in the middle
+    of a character) cost only those bytes, as U+FFFD. Not one good multi-byte sequence
+    means the body was never UTF-8: almost always windows-1252, read as such.
+    """
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    text = body.decode("utf-8", errors="replace")
+    broken = text.count("\ufffd") - body.count("\ufffd".encode())
+    good = sum(1 for _ in _NON_ASCII_RE.finditer(text))
+    return text if good > broken else decode_single_byte(body)
+
+
+def with_http_charset(body: bytes, content_type: str | None) -> bytes:
+    """The body as UTF-8 when only the HTTP ``Content-Type`` says what charset it is in.
+
+    The document's own word wins: a byte-order mark or an XML encoding declaration, or
+    bytes that already are valid UTF-8 (a header claiming latin-1 over UTF-8 is a common
+    server default). Otherwise the header's charset is applied, instead of our guess.
+    """
+    match = _CHARSET_RE.search(content_type or "")
+    if not match or body.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return body
+    if declared_encoding(body) is not None:
+        return body
+    try:
+        body.decode("utf-8")
+        return body
+    except UnicodeDecodeError:
+        pass
+    try:
+        return body.decode(match.group(1), errors="replace").encode("utf-8")
+    except LookupError:  # a charset name Python does not know: keep guessing from the bytes
+        return body
 
 
 def decode_single_byte(body: bytes) -> str:

@@ -44,9 +44,9 @@ def load_json(body: bytes) -> Any:
         try:
             return json.loads(body)  # json detects UTF-16/32 by itself
         except (ValueError, RecursionError):
-            # JSON must be UTF-8 (RFC 8259); a server that sends windows-1252 anyway
-            # meant those characters, so read them as such rather than as U+FFFD.
-            text = _xml.decode_single_byte(body)
+            # JSON must be UTF-8 (RFC 8259): keep what is, losing only broken bytes; a
+            # server that sends windows-1252 anyway meant those characters.
+            text = _xml.decode_utf8(body.removeprefix(b"\xef\xbb\xbf"))
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -97,7 +97,8 @@ def _record(item: object, position: int, skipped: list[str]) -> PaperRecord | No
         return None
     hf_url = HF_PAPERS + raw_id
     authors = []
-    for author in paper.get("authors") or []:
+    listed = paper.get("authors")
+    for author in listed if isinstance(listed, list) else []:
         name = clean_text(_str(author.get("name") if isinstance(author, dict) else author))
         if name and name not in authors:
             authors.append(name)

@@ -34,7 +34,8 @@ _BARE_RE = re.compile(rf"^\s*(?:arxiv:\s*)?{_ID}\s*$", re.IGNORECASE)
 # arxiv.org, an "arXiv:" prefix, an OAI identifier or an arXiv DOI), so a date or a
 # bioRxiv DOI such as 10.1101/2024.01.15.575123 is never mistaken for one.
 _MARKED_RE = re.compile(
-    rf"(?:arxiv\.org/(?:abs|pdf|html|format|ps)/|\barxiv:\s*|oai:arxiv\.org:|10\.48550/arxiv\.){_ID}"
+    r"(?:arxiv\.org/(?:abs|pdf|html|format|ps)/|\barxiv:\s*|oai:arxiv\.org:|10\.48550/arxiv\."
+    rf"|huggingface\.co/papers/){_ID}"
     r"(?![\d.]*\d)",
     re.IGNORECASE,
 )
@@ -74,6 +75,12 @@ def arxiv_pdf_url(arxiv_id: str, version: int | None = None) -> str:
 # --- DOIs ----------------------------------------------------------------------------
 
 _DOI_RE = re.compile(r"\b(10\.\d{4,9}/[^\s\"'<>]+)", re.IGNORECASE)
+# What publishers' landing-page links append to the DOI: bioRxiv's ".full" and
+# ".full.pdf", Frontiers' "/full", "/abstract", "/pdf", Wiley's "/epdf"…
+_LINK_TAIL_RE = re.compile(
+    r"(?:[./](?:full|abstract|short|pdf|epdf|html|full-text|fulltext|full\.pdf\+html))+$",
+    re.IGNORECASE,
+)
 
 
 def extract_doi(text: str | None) -> str | None:
@@ -89,6 +96,7 @@ def extract_doi(text: str | None) -> str | None:
     doi = m.group(1)
     # Trailing punctuation belongs to the sentence, not the DOI; a "?rss=1" to the link.
     doi = re.split(r"[?#]", doi, maxsplit=1)[0].rstrip(".,;:)]}")
+    doi = _LINK_TAIL_RE.sub("", doi)
     if doi.lower().startswith("10.1101/"):
         # bioRxiv/medRxiv links carry a version (…575123v2) that is not part of the DOI.
         doi = re.sub(r"v\d+$", "", doi)
