@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
@@ -190,6 +191,10 @@ def test_feed_command_errors_are_one_line(settings: Settings, feed_server: FeedS
         (("feeds", "remove", "999"), "no feed with id 999"),
         (("fetch", "--feed", "42"), "no feed with id 42"),
         (("feeds", "check", feed_server.url("/status/500")), "500"),
+        (("feeds", "add", "http://[::1"), "not a valid URL"),
+        (("feeds", "check", "http://[foo]/x"), "not a valid URL"),
+        (("feeds", "add", "http://127.0.0.1:abc/"), "not a valid URL"),
+        (("feeds", "add", "http://ex ample.com/"), "space"),
     ]
     for args, expected in cases:
         result = digest_cli(settings, *args)
@@ -197,6 +202,49 @@ def test_feed_command_errors_are_one_line(settings: Settings, feed_server: FeedS
         assert "Traceback" not in result.output
         assert expected.lower() in result.output.lower(), (args, result.output)
         assert result.output.strip().count("\n") == 0, result.output
+
+
+def test_bad_arguments_are_usage_errors_not_tracebacks(settings: Settings) -> None:
+    cases = [
+        (("feeds", "remove", "99999999999999999999999"), "FEED_ID"),
+        (("feeds", "disable", "0"), "FEED_ID"),
+        (("fetch", "--feed", "99999999999999999999999"), "--feed"),
+        (("papers", "list", "--since", "yesterday"), "not a date/time"),
+        (("papers", "list", "--since", "0001-01-01"), "too far"),
+    ]
+    for args, expected in cases:
+        result = digest_cli(settings, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+        assert (
+            f"Error: Invalid value for '{expected}'" in result.output or expected in result.output
+        )
+
+
+def test_one_feed_cannot_be_added_under_two_spellings(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    url = feed_server.feed_url("blog_atom.xml")
+    assert digest_cli(settings, "feeds", "add", url + "#top").exit_code == 0
+    host = urlsplit(url).netloc
+    for spelling in (url, url.replace("http://", "HTTP://"), url.replace(host, host.upper())):
+        result = digest_cli(settings, "feeds", "add", spelling)
+        assert result.exit_code != 0 and "already exists" in result.output, spelling
+    with db.session_scope(settings) as session:
+        assert [f.url for f in session.scalars(select(Feed))] == [url]
+
+
+def test_papers_list_since_reads_what_json_prints(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    add_good_feeds(settings, feed_server)
+    assert digest_cli(settings, "fetch").exit_code == 0
+    listed = json.loads(digest_cli(settings, "papers", "list", "--json").output)
+    first_seen = listed[-1]["first_seen_at"]  # the oldest
+    again = digest_cli(settings, "papers", "list", "--since", first_seen, "--json")
+    assert again.exit_code == 0 and len(json.loads(again.output)) == len(listed)
+    later = digest_cli(settings, "papers", "list", "--since", "2999-01-01")
+    assert later.exit_code == 0 and "no papers first seen since 2999-01-01" in later.output
 
 
 def test_check_prints_what_it_found(settings: Settings, feed_server: FeedServer) -> None:

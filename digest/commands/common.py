@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
@@ -13,6 +13,37 @@ from sqlalchemy.orm import Session
 
 from digest import db
 from digest.config import Settings
+
+#: A database row id: click's plain int would let 10**30 through to the driver.
+ROW_ID = click.IntRange(min=1, max=2**63 - 1)
+
+
+class Moment(click.ParamType):
+    """An ISO 8601 date or date/time, UTC unless it carries an offset."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value).strip())
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+            # Within a year of the calendar's ends a time zone shift overflows.
+            if not 2 <= moment.year <= 9998:
+                raise OverflowError
+            return moment.astimezone(UTC)
+        except ValueError:
+            self.fail(
+                f"{value!r} is not a date/time: use ISO 8601, e.g. 2026-11-29, "
+                "2026-11-29T07:30 or 2026-11-29T07:30+01:00",
+                param,
+                ctx,
+            )
+        except OverflowError:
+            self.fail(f"{value!r} is too far in the past or future", param, ctx)
 
 
 def get_settings(ctx: click.Context | None = None) -> Settings:

@@ -6,7 +6,7 @@ import click
 from sqlalchemy import select
 
 from digest import ingest
-from digest.commands.common import echo_json, echo_table, get_settings, open_session
+from digest.commands.common import ROW_ID, echo_json, echo_table, get_settings, open_session
 from digest.fetch import FetchError
 from digest.models import Feed, FeedKind
 from digest.sources.base import FeedFormatError
@@ -93,7 +93,7 @@ def _feed_dict(feed: Feed) -> dict[str, object]:
 
 
 @group.command("remove")
-@click.argument("feed_id", type=int)
+@click.argument("feed_id", type=ROW_ID)
 def remove(feed_id: int) -> None:
     """Remove a feed (the papers it brought are kept).
 
@@ -108,14 +108,14 @@ def remove(feed_id: int) -> None:
 
 
 @group.command("enable")
-@click.argument("feed_id", type=int)
+@click.argument("feed_id", type=ROW_ID)
 def enable(feed_id: int) -> None:
     """Fetch this feed again on `digest fetch`."""
     _set_enabled(feed_id, True)
 
 
 @group.command("disable")
-@click.argument("feed_id", type=int)
+@click.argument("feed_id", type=ROW_ID)
 def disable(feed_id: int) -> None:
     """Keep the feed but stop fetching it."""
     _set_enabled(feed_id, False)
@@ -166,7 +166,7 @@ def check(url: str, kind: str, as_json: bool) -> None:
 
 
 @click.command("fetch")
-@click.option("--feed", "feed_ids", type=int, multiple=True, help="Only this feed (repeatable).")
+@click.option("--feed", "feed_ids", type=ROW_ID, multiple=True, help="Only this feed (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def fetch_command(feed_ids: tuple[int, ...], as_json: bool) -> None:
     """Fetch all enabled feeds (or --feed ID) and store new papers.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 from sqlalchemy import select
 
-from digest.commands.common import echo_json, echo_table, open_session
+from digest.commands.common import Moment, echo_json, echo_table, open_session
 from digest.models import Paper
 
 
@@ -19,8 +19,8 @@ def group() -> None:
 @group.command("list")
 @click.option(
     "--since",
-    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]),
-    help="Only papers first seen at or after this UTC date/time.",
+    type=Moment(),
+    help="Only papers first seen at or after this date/time (ISO 8601, UTC if no offset).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -31,7 +31,6 @@ def list_(since: datetime | None, limit: int, as_json: bool) -> None:
     """
     query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc()).limit(limit)
     if since is not None:
-        since = since.replace(tzinfo=UTC)
         query = query.where(Paper.first_seen_at >= since)
     with open_session() as session:
         papers = list(session.scalars(query))
@@ -44,7 +43,11 @@ def list_(since: datetime | None, limit: int, as_json: bool) -> None:
                 (p.id, p.key, p.first_seen_at, ",".join(p.sources), p.upvotes, p.title)
                 for p in papers
             ],
-            empty="no papers yet: run `digest fetch`",
+            empty=(
+                f"no papers first seen since {since:%Y-%m-%d %H:%M} UTC"
+                if since is not None
+                else "no papers yet: run `digest fetch`"
+            ),
         )
 
 

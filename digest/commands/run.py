@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from digest import pipeline
-from digest.commands.common import echo_json, echo_table, get_settings
+from digest.commands.common import Moment, echo_json, echo_table, get_settings
 from digest.config import Settings
-
-
-def _parse_at(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not a date/time: use ISO 8601, e.g. 2026-11-29T07:30 or 2026-11-29T07:30+01:00",
-            param_hint="--at",
-        ) from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 @click.command("run")
 @click.option(
-    "--at", "at", metavar="TIME", help="Run as if it were this moment (ISO 8601, UTC if no offset)."
+    "--at", "at", type=Moment(), help="Run as if it were this moment (ISO 8601, UTC if no offset)."
 )
 @click.option("--no-fetch", is_flag=True, help="Skip fetching feeds; plan and send only.")
 @click.option(
@@ -38,7 +25,7 @@ def _parse_at(value: str | None) -> datetime | None:
     "--timeout", type=float, default=1800, show_default=True, help="Seconds --wait waits at most."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def run(at: str | None, no_fetch: bool, wait: bool, timeout: float, as_json: bool) -> None:
+def run(at: datetime | None, no_fetch: bool, wait: bool, timeout: float, as_json: bool) -> None:
     """Ingest, plan and send once.
 
     With no DIGEST_BROKER_URL this runs in this process (small installs, cron).
@@ -48,7 +35,7 @@ def run(at: str | None, no_fetch: bool, wait: bool, timeout: float, as_json: boo
     Example: digest run --at 2026-11-29T08:00
     """
     settings = get_settings()
-    now = _parse_at(at)
+    now = at
     if settings.uses_broker:
         _run_on_workers(settings, now, not no_fetch, wait, timeout, as_json)
         return
