@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -112,6 +113,12 @@ class DigestBuilder:
             length = timedelta(days=7 if digest.subscriber.frequency is Frequency.WEEKLY else 1)
             digest.window_start = previous.get(digest.subscriber_id) or first_due - length
             digest.window_end = max(self.now, digest.window_start)
+            # Fixed and committed with the window, before any send: a resend after a crash
+            # carries the same Message-ID, and the random part keeps it unique across
+            # installations and rebuilt databases that reuse row ids.
+            digest.message_id = digest.message_id or make_message_id(
+                f"{digest.id}.{secrets.token_hex(5)}", self.settings.from_domain
+            )
 
     def _window_bounds(self, digest: Digest) -> tuple[int, int]:
         assert digest.window_start is not None and digest.window_end is not None
@@ -159,16 +166,19 @@ class DigestBuilder:
                 DigestStatus.SKIPPED,
                 "no new papers" if arrived == 0 else f"none of {arrived} new papers matched",
             )
-        digest.paper_ids = [m.paper.id for m in matched]
-        # Derived from the row, so a resend after a crash carries the same Message-ID.
+        # Set with the window; a row whose window was fixed by an older version gets the
+        # old deterministic form, which is just as stable across resends.
         digest.message_id = digest.message_id or make_message_id(
             digest.id, self.settings.from_domain
         )
         try:
             unsubscribe = unsubscribe_url(self.settings, subscriber, session=self.session)
+            rendered = render.render_digest(self._context(digest, matched, arrived, unsubscribe))
+            # Only what the email carries counts as shown (a huge day may not all fit).
+            digest.paper_ids = [m.paper.id for m in matched[: rendered.shown]]
             message = build_message(
                 self.settings,
-                render.render_digest(self._context(digest, matched, arrived, unsubscribe)),
+                rendered,
                 to=subscriber.email,
                 message_id=digest.message_id,
                 unsubscribe_url=unsubscribe,

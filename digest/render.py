@@ -52,6 +52,13 @@ _UNSAFE = re.compile(
 )
 _SPACE = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"[.!?][)\]\"'’”]?(?=\s+[A-Z0-9(\"'“‘])")
+# A full stop that ends an abbreviation or an initial, not a sentence: "Smith et al.
+# In 2012", "Fig. 3", "e.g. X", "J. Smith".
+_NOT_AN_END = re.compile(
+    r"(?:\bet al|\be\.g|\bi\.e|\bcf|\bvs|\bfigs?|\beqs?|\bsecs?|\brefs?|\bdr|\bprof"
+    r"|\bapprox|\bno|\bst|\bmr|\bms|(?<![\w.])[A-Z])\.$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class RenderedEmail:
     subject: str
     html: str
     text: str
+    #: How many of the digest's papers (best first) the email carries; the rest did
+    #: not fit the size budget. The pipeline records exactly these as shown.
+    shown: int = 0
 
 
 @dataclass
@@ -196,7 +206,11 @@ def cut_abstract(text: str, target: int = ABSTRACT_TARGET) -> str:
     if len(text) <= target * 1.15:
         return text
     window = text[: int(target * 1.15)]
-    ends = [m.end() for m in _SENTENCE_END.finditer(window) if m.end() >= target * 0.6]
+    ends = [
+        m.end()
+        for m in _SENTENCE_END.finditer(window)
+        if m.end() >= target * 0.6 and not _NOT_AN_END.search(window[: m.end()])
+    ]
     if ends:
         # The sentence end closest to the target, preferring not to overshoot much.
         best = min(ends, key=lambda e: abs(e - target))
@@ -216,8 +230,10 @@ def short_authors(authors: Iterable[object] | None, limit: int = AUTHORS_MAX) ->
 
 
 def display_name(settings: Settings) -> str:
-    name, address = split_from(settings.from_addr)
-    return clean_text(name) or address or "Paper Digest"
+    """The sender's name from ``DIGEST_FROM``; a bare address gets the product's name,
+    so the From line, List-Id and footer never show a raw address as the brand."""
+    name, _address = split_from(settings.from_addr)
+    return clean_text(name) or "Paper Digest"
 
 
 # --- view model ---------------------------------------------------------------------
@@ -447,29 +463,40 @@ def _common(settings: Settings, email: str) -> dict[str, Any]:
 # --- public API ---------------------------------------------------------------------
 
 
-def digest_view(ctx: DigestContext, limit: int | None = None) -> dict[str, Any]:
-    """The template variables for one digest (``limit`` trims papers to fit the budget)."""
-    groups_all = group_papers(list(ctx.papers), ctx.topic_labels)
-    total = sum(len(g.cards) for g in groups_all)
-    groups = groups_all
-    if limit is not None and limit < total:
-        kept = 0
-        trimmed: list[Group] = []
-        for g in groups_all:
-            room = limit - kept
-            if room <= 0:
-                break
-            trimmed.append(Group(g.label, g.cards[:room]))
-            kept += len(trimmed[-1].cards)
-        groups = trimmed
-    shown = sum(len(g.cards) for g in groups)
-    labels = [g.label for g in groups_all]
-    subject = subject_for(total, labels, ctx.date, ctx.papers_arrived, ctx.weekly)
+def _unique(papers: Sequence[MatchedPaper]) -> list[MatchedPaper]:
+    seen: set[int] = set()
+    out = []
+    for matched in papers:
+        key = id(matched.paper) if getattr(matched.paper, "id", None) is None else matched.paper.id
+        if key not in seen:
+            seen.add(key)
+            out.append(matched)
+    return out
+
+
+def digest_view(
+    ctx: DigestContext, full: int | None = None, brief: int | None = None
+) -> dict[str, Any]:
+    """The template variables for one digest.
+
+    The best ``full`` papers get whole cards, grouped by topic; the next ``brief`` a
+    line each ("Also new for you"); any left after those are counted, not shown. By
+    default every paper gets a card: :func:`render_digest` lowers the numbers only
+    when the email would be too big.
+    """
+    papers = _unique(ctx.papers)
+    full = len(papers) if full is None else min(full, len(papers))
+    brief = len(papers) - full if brief is None else min(brief, len(papers) - full)
+    groups = group_papers(papers[:full], ctx.topic_labels)
+    brief_cards = [make_card(m) for m in papers[full : full + brief]]
+    shown = full + brief
+    labels = [g.label for g in group_papers(papers, ctx.topic_labels)]
+    subject = subject_for(shown, labels, ctx.date, ctx.papers_arrived, ctx.weekly)
     span = "this week" if ctx.weekly else "today"
-    if total:
-        heading = f"{total} new {'paper' if total == 1 else 'papers'} for you"
-        first = groups[0].cards[0].title if groups and groups[0].cards else ""
-        preheader = f"{first}" + (f" — and {total - 1} more" if total > 1 else "")
+    if shown:
+        heading = f"{shown} new {'paper' if shown == 1 else 'papers'} for you"
+        first = groups[0].cards[0].title if groups else brief_cards[0].title
+        preheader = f"{first}" + (f" — and {shown - 1} more" if shown > 1 else "")
     elif ctx.papers_arrived == 0:
         heading = f"No new papers {span}"
         preheader = "No new papers arrived in your feeds since the last digest."
@@ -481,7 +508,7 @@ def digest_view(ctx: DigestContext, limit: int | None = None) -> dict[str, Any]:
             if arrived
             else "None of the new papers matched your topics."
         )
-    near = [make_card(m) for m in list(ctx.near_misses)[:5]] if not total else []
+    near = [make_card(m) for m in list(ctx.near_misses)[:5]] if not papers else []
     return {
         **_common(ctx.settings, ctx.email),
         "subject": subject,
@@ -489,10 +516,11 @@ def digest_view(ctx: DigestContext, limit: int | None = None) -> dict[str, Any]:
         "heading": heading,
         "date_label": f"{ctx.date:%A}, {ctx.date.day} {ctx.date:%B %Y}",
         "period": "week" if ctx.weekly else "day",
-        "count": total,
+        "count": shown,
         "arrived": ctx.papers_arrived,
         "groups": groups,
-        "more": total - shown,
+        "brief": brief_cards,
+        "more": len(papers) - shown,
         "near_misses": near,
         "topics": [clean_text(t, 80) for t in ctx.topic_labels if clean_text(t)],
         "manage_url": safe_url(ctx.manage_url),
@@ -508,22 +536,32 @@ def _render(kind: str, view: dict[str, Any]) -> RenderedEmail:
         subject=subject,
         html=compiled.html.render(view),
         text=compiled.text.render(view),
+        shown=view.get("count", 0),
     )
+
+
+def _size(rendered: RenderedEmail) -> int:
+    return len(rendered.html.encode())
 
 
 def render_digest(ctx: DigestContext) -> RenderedEmail:
     """The digest email for one subscriber: subject, HTML and plain text.
 
-    If the HTML would pass :data:`HTML_BUDGET` (Gmail clips at ~102 KB), the last
-    papers are dropped and the email says how many more there were.
+    If the HTML would pass :data:`HTML_BUDGET` (Gmail clips at ~102 KB), the papers
+    that do not fit as cards (the lowest ranked) become one line each; only if even
+    those lines do not fit are the last papers left out, and the email says how many.
+    ``shown`` tells the caller which papers went out.
     """
-    view = digest_view(ctx)
-    rendered = _render("digest", view)
-    count = sum(len(g.cards) for g in view["groups"])
-    while len(rendered.html.encode()) > HTML_BUDGET and count > 1:
-        size = len(rendered.html.encode())
-        count = max(1, min(count - 1, int(count * HTML_BUDGET / size * 0.97)))
-        rendered = _render("digest", digest_view(ctx, limit=count))
+    rendered = _render("digest", digest_view(ctx))
+    total = rendered.shown
+    full = total
+    while _size(rendered) > HTML_BUDGET and full > 0:
+        full = max(0, min(full - 1, int(full * HTML_BUDGET / _size(rendered) * 0.97)))
+        rendered = _render("digest", digest_view(ctx, full=full))
+    brief = total - full
+    while _size(rendered) > HTML_BUDGET and brief > 0:
+        brief = max(0, min(brief - 1, int(brief * HTML_BUDGET / _size(rendered) * 0.97)))
+        rendered = _render("digest", digest_view(ctx, full=0, brief=brief))
     return rendered
 
 

@@ -131,15 +131,17 @@ def test_a_retried_digest_shows_the_same_papers(
     assert row.status is DigestStatus.RETRY
     assert row.retry_at is not None and row.retry_at > T
     assert "451" in (row.error or "")
-    first_papers = row.paper_ids
+    first_papers, first_id = row.paper_ids, row.message_id
+    assert first_id, "the Message-ID is fixed (and committed) with the window"
     # A matching paper arrives while the digest waits; the server recovers.
     add_papers(smtp_settings, [LATER_UNLEARNING], T + timedelta(minutes=10))
     smtp_server.rcpt_replies.clear()
     assert pipeline.sweep(smtp_settings, row.retry_at - timedelta(seconds=1)) == []
     assert run(smtp_settings, row.retry_at + timedelta(seconds=1)) == {"sent": 1}
     (row,) = digest_rows(smtp_settings)
-    assert row.paper_ids == first_papers
+    assert row.paper_ids == first_papers and row.message_id == first_id
     assert row.attempts == 2
+    assert parse(smtp_server.messages[0].data)["Message-ID"] == first_id
     text = body_text(parse(smtp_server.messages[0].data))
     assert LATER_UNLEARNING.split(":")[0] not in text
     # ... and goes out in the next digest instead: not lost, not twice.
@@ -429,3 +431,20 @@ def test_a_window_never_closes_between_a_papers_stamp_and_its_commit(
     assert results == [{"sent": 1}]
     (row,) = digest_rows(settings)
     assert len(row.paper_ids) == 1
+
+
+def test_message_ids_differ_between_installations_that_reuse_row_ids(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """Staging and production, or a rebuilt database: digest 1 is not digest 1."""
+    ids = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.db"
+        path.write_bytes(sqlite_template.read_bytes())
+        settings = make_settings(f"sqlite:///{path}", tmp_path / name)
+        add_papers(settings, UNLEARNING, T - timedelta(hours=3))
+        add_reader(settings, "ada@example.org", "machine unlearning")
+        assert run(settings, T) == {"sent": 1}
+        (row,) = digest_rows(settings)
+        ids.append((row.id, row.message_id))
+    assert ids[0][0] == ids[1][0] and ids[0][1] != ids[1][1]

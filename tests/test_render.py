@@ -251,8 +251,37 @@ def test_html_stays_under_gmail_clip_with_many_long_papers() -> None:
     ]
     rendered = render_digest(context(email_settings(), papers))
     assert len(rendered.html.encode()) <= render.HTML_BUDGET
-    assert "more papers that did not fit in one email" in rendered.html
-    assert "200 new papers" in rendered.subject
+    # Cards first, then a line each, and only then papers left out, said in so many words.
+    assert "Also new for you" in rendered.html and 0 < rendered.shown < 200
+    assert f"{200 - rendered.shown} more papers that did not fit in one email" in rendered.html
+    assert f"{rendered.shown} new papers" in rendered.subject
+    assert f"{rendered.shown} new papers for you" in rendered.text
+
+
+def test_papers_that_do_not_fit_as_cards_still_go_out_as_lines() -> None:
+    """A big day: the best papers get cards, the rest a line each; none is left out."""
+    long = "A sentence about language models and how safe they are in practice. " * 6
+    papers = [
+        matched(
+            paper(i, title=f"Paper number {i} on language model safety", abstract=long),
+            LABELS[i % 3],
+            ["models", "safety"],
+            'title matches "safety"',
+        )
+        for i in range(60)
+    ]
+    rendered = render_digest(context(email_settings(), papers))
+    assert len(rendered.html.encode()) <= render.HTML_BUDGET
+    assert rendered.shown == 60 and "did not fit" not in rendered.html
+    assert "60 new papers" in rendered.subject
+    html_titles = [f"Paper number {i} on" for i in range(60)]
+    assert all(t in rendered.html for t in html_titles)
+    assert all(t in rendered.text for t in html_titles)
+    assert "Also new for you" in rendered.html and "== Also new for you (" in rendered.text
+    # The lowest ranked are the ones reduced to a line: the best keep their cards.
+    cards_end = rendered.html.index("Also new for you")
+    assert rendered.html.index("Paper number 0 on") < cards_end
+    assert rendered.html.index("Paper number 59 on") > cards_end
 
 
 def test_quiet_day_no_papers_at_all() -> None:
@@ -329,3 +358,16 @@ def test_weekly_quiet_wording() -> None:
     rendered = render_digest(context(email_settings(), [], papers_arrived=0, weekly=True))
     assert rendered.subject == "No new papers this week — 29 Nov"
     assert "some weeks are quiet" in rendered.text and "some weeks are quiet" in rendered.html
+
+
+@pytest.mark.parametrize("abbreviation", ["Smith et al.", "see Fig.", "e.g.", "by J.", "cf."])
+def test_abstracts_are_not_cut_after_an_abbreviation(abbreviation: str) -> None:
+    text = (
+        "x "
+        * 150
+        + f"This was first observed {abbreviation} In 2012 the effect was replicated in several"
+        " labs across many countries. And then a great deal more text follows it, long"
+        " enough that the abstract has to be cut somewhere near four hundred characters."
+    )
+    cut = cut_abstract(text)
+    assert not cut.endswith(abbreviation), cut[-60:]
