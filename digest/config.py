@@ -149,6 +149,11 @@ class Settings:
             values["broker_url"] = v and _url("DIGEST_BROKER_URL", v, ("redis", "rediss", "memory"))
         if (v := get("DIGEST_SMTP_URL")) is not None:
             values["smtp_url"] = v and _url("DIGEST_SMTP_URL", v, ("smtp", "smtps"))
+            if v:
+                # Every option checked now, not halfway through a run with digests leased.
+                from digest.delivery import parse_smtp_url
+
+                parse_smtp_url(v)
         if v := get("DIGEST_OUTBOX"):
             values["outbox"] = Path(v)
         if v := get("DIGEST_BASE_URL"):
@@ -161,6 +166,13 @@ class Settings:
             _name, address = split_from(v)
             if "@" not in address or any(c in v for c in "\r\n"):
                 raise ConfigError(f"DIGEST_FROM: not an email address: {v!r}")
+            # The check the message builder makes: refused here, not as every digest failing.
+            from digest.message import MessageError, clean_address
+
+            try:
+                clean_address(address)
+            except MessageError as exc:
+                raise ConfigError(f"DIGEST_FROM: {exc}") from None
             values["from_addr"] = v
         if (v := get("DIGEST_ALLOW_PRIVATE_FEEDS")) is not None:
             values["allow_private_feeds"] = _bool("DIGEST_ALLOW_PRIVATE_FEEDS", v)

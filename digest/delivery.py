@@ -281,6 +281,10 @@ def parse_smtp_url(url: str) -> SmtpConfig:
             raise ConfigError(
                 f"DIGEST_SMTP_URL: timeout={query['timeout']!r} is no number"
             ) from None
+        if not 0 < timeout <= 3600:  # also refuses nan
+            raise ConfigError(
+                f"DIGEST_SMTP_URL: timeout={query['timeout']!r}, expected seconds in (0, 3600]"
+            )
     verify = flag("verify")
     return SmtpConfig(
         host=parts.hostname,

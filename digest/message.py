@@ -245,7 +245,7 @@ def build_message(
     digest. Pass None only for a transactional email to someone not (yet)
     subscribed, such as the double opt-in confirmation.
     """
-    from_name, from_address = split_from(settings.from_addr)
+    _name, from_address = split_from(settings.from_addr)
     sender = clean_address(from_address)
     recipient = clean_address(to)
     domain = sender.rpartition("@")[2]
@@ -253,9 +253,9 @@ def build_message(
         raise MessageError(f"bad Message-ID {message_id!r}: use make_message_id()")
     when = (date or datetime.now(UTC)).astimezone(UTC)
     boundary = "==_" + secrets.token_hex(12)  # "=_" never occurs in QP output
-    brand = from_name or display_name(settings)
+    brand = display_name(settings)
     headers = [
-        _fold("From", format_address(from_name, sender).split(" ")),
+        _fold("From", format_address(brand, sender).split(" ")),
         f"To: {recipient}{CRLF}",
         encode_text_header("Subject", rendered.subject),
         f"Date: {format_datetime(when)}{CRLF}",
@@ -271,7 +271,10 @@ def build_message(
         headers.append(
             _fold("List-Unsubscribe", list_unsubscribe(unsubscribe_url, sender).split(" "))
         )
-        headers.append(f"List-Unsubscribe-Post: List-Unsubscribe=One-Click{CRLF}")
+        if unsubscribe_url.startswith("https://"):
+            # RFC 8058 one-click is for https only; over http the header would be a lie
+            # that mailbox providers punish.
+            headers.append(f"List-Unsubscribe-Post: List-Unsubscribe=One-Click{CRLF}")
     head = "".join(headers).encode("ascii")
     dash = f"--{boundary}".encode()
     data = b"".join(

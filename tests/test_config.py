@@ -43,6 +43,15 @@ def test_values_are_read_and_normalised() -> None:
         ({"DIGEST_BATCH_SIZE": "1.5"}, "DIGEST_BATCH_SIZE: expected a int"),
         ({"DIGEST_FROM": "Evil\r\nBcc: x@evil.example <d@x.org>"}, "DIGEST_FROM: not an email"),
         ({"DIGEST_DKIM_KEY_FILE": "/nonexistent/key.pem"}, "DIGEST_DKIM_KEY_FILE: no such file"),
+        # Checked at start-up as the message builder would, not as every digest failing.
+        ({"DIGEST_FROM": "Digest <dïgest@example.org>"}, "DIGEST_FROM: non-ASCII local part"),
+        ({"DIGEST_FROM": "Digest <digest@exa_mple.org>"}, "DIGEST_FROM: bad domain"),
+        ({"DIGEST_FROM": "Digest <a b@example.org>"}, "DIGEST_FROM: not a plain email"),
+        # Every SMTP option, before a run leases digests and fails halfway.
+        ({"DIGEST_SMTP_URL": "smtp://mx:25?starttls=maybe"}, "DIGEST_SMTP_URL: starttls='maybe'"),
+        ({"DIGEST_SMTP_URL": "smtp://mx:25?foo=1"}, "DIGEST_SMTP_URL: unknown option(s) foo"),
+        ({"DIGEST_SMTP_URL": "smtp://mx:25?timeout=nan"}, "DIGEST_SMTP_URL: timeout='nan'"),
+        ({"DIGEST_SMTP_URL": "smtp://mx:25?timeout=-5"}, "DIGEST_SMTP_URL: timeout='-5'"),
         (
             {"DIGEST_PLAN_INTERVAL_SECONDS": "-1"},
             "DIGEST_PLAN_INTERVAL_SECONDS: must be at least 1",

@@ -7,6 +7,7 @@ import email
 import email.policy
 import re
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -157,6 +158,21 @@ def test_bad_recipients_are_refused(to: str) -> None:
 
 def test_idn_domain_becomes_punycode() -> None:
     assert clean_address("ada@bücher.example") == "ada@xn--bcher-kva.example"
+
+
+def test_one_click_is_offered_only_over_https() -> None:
+    _, built = build(unsubscribe_url="http://digest.example.org/u/tok")
+    msg = parse(built.data)
+    assert msg["List-Unsubscribe"] and msg["List-Unsubscribe-Post"] is None
+
+
+def test_a_bare_from_address_still_gets_a_display_name() -> None:
+    settings = replace(email_settings(), from_addr="digest@digest.example.org")
+    rendered, built = build(settings=settings)
+    msg = parse(built.data)
+    assert msg["From"].addresses[0].display_name == "Paper Digest"
+    assert msg["List-Id"] == "Paper Digest <digest.digest.example.org>"
+    assert "subscribed to Paper Digest" in rendered.text
 
 
 def test_unsubscribe_url_must_be_http() -> None:
