@@ -28,4 +28,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/render.py
 
 clean:
-	rm -rf $(VENV) digest-demo outbox digest.db test-artifacts
+	rm -rf $(VENV) .venv-semantic digest-demo outbox digest.db test-artifacts
