@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from digest import query as query_language
+from digest import suppression
 from digest.config import Settings
 from digest.models import (
     AppMeta,
@@ -113,15 +114,30 @@ def normalise_email(text: str) -> tuple[str, str]:
     return result.normalized, result.normalized.lower()
 
 
+#: The only zones that are not a place: a reader who wants no daylight saving at all.
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC"})
+_CITY_HINT = "use a city zone such as America/New_York or Europe/Paris (or UTC)"
+
+
+def _is_place(name: str) -> bool:
+    # Only a zone that names a place (Area/Location) follows the clock of the people who
+    # live there, daylight saving included. "Etc/GMT+5" is UTC−5 all year (the sign is
+    # POSIX's), "EST" and "MST" never have summer time, and "EST5EDT" is a rule, not a place.
+    return name in _UTC_ZONES or ("/" in name and not name.startswith("Etc/"))
+
+
 @lru_cache(maxsize=1)
-def _zones() -> tuple[frozenset[str], dict[str, str], dict[str, list[str]]]:
-    names = frozenset(n for n in available_timezones() if n not in ("Factory", "localtime"))
+def _zones() -> tuple[frozenset[str], dict[str, str], dict[str, list[str]], frozenset[str]]:
+    """Zones we accept, by folded name and by city, and the folded names of those we refuse."""
+    every = frozenset(n for n in available_timezones() if n not in ("Factory", "localtime"))
+    names = frozenset(n for n in every if _is_place(n))
     by_folded = {_fold_zone(n): n for n in names}
     by_city: dict[str, list[str]] = {}
     for name in names:
         if "/" in name:
             by_city.setdefault(_fold_zone(name.rsplit("/", 1)[1]), []).append(name)
-    return names, by_folded, by_city
+    refused = frozenset(_fold_zone(n) for n in every - names)
+    return names, by_folded, by_city, refused
 
 
 def _fold_zone(name: str) -> str:
@@ -136,7 +152,8 @@ def validate_timezone(name: str) -> str:
 
     Differences of case and spaces for underscores are forgiven (``europe/paris``,
     ``America/New York``): they are unambiguous. Anything else gets the closest
-    names as a suggestion. Fixed offsets are refused: they do not follow daylight
+    names as a suggestion. Only places (and UTC) are accepted: fixed offsets, however
+    they are written (``UTC+2``, ``Etc/GMT-2``, ``EST``), do not follow daylight
     saving, so the digest would arrive an hour off half the year.
     """
     result = _timezone(name)
@@ -156,19 +173,19 @@ def _timezone(name: str) -> str | SubscriptionError:
 
 
 def _lookup_timezone(name: str) -> str:
-    names, by_folded, by_city = _zones()
+    names, by_folded, by_city, refused = _zones()
     text = (name or "").strip()
     if text in names:
         return text
     folded = _fold_zone(text)
     if folded in by_folded:
         return by_folded[folded]
-    hint = "use an IANA time zone name such as Europe/Paris or America/New_York"
     if not text:
-        raise SubscriptionError(f"the time zone is empty: {hint}")
-    if _OFFSET.match(text):
+        raise SubscriptionError(f"the time zone is empty: {_CITY_HINT}")
+    if folded in refused or _OFFSET.match(text):
         raise SubscriptionError(
-            f'unknown time zone "{text}": offsets do not follow daylight saving; {hint}'
+            f'the time zone "{text}" is a fixed offset or an abbreviation, not a place: '
+            f"offsets do not follow daylight saving; {_CITY_HINT}"
         )
     candidates = sorted(by_city.get(folded, []))
     if not candidates:
@@ -180,7 +197,10 @@ def _lookup_timezone(name: str) -> str:
     if candidates:
         options = " or ".join(f'"{c}"' for c in candidates[:3])
         raise SubscriptionError(f'unknown time zone "{text}": did you mean {options}?')
-    raise SubscriptionError(f'unknown time zone "{text}": {hint}')
+    raise SubscriptionError(
+        f'unknown time zone "{text}": use an IANA time zone name such as Europe/Paris '
+        "or America/New_York"
+    )
 
 
 def parse_weekday(value: int | str) -> int:
@@ -231,9 +251,29 @@ def validate_max_papers(value: int | str) -> int:
     return number
 
 
+def normalise_query(text: str) -> str:
+    """The query as stored: runs of whitespace (line breaks from a CSV cell, tabs) made one space.
+
+    A run of whitespace never means more than one space in the query language, so every
+    path that stores a topic goes through this, and two topics differing only in spacing are one topic.
+    """
+    return " ".join((text or "").split())
+
+
+def topic_key(query: str) -> str:
+    """What makes two topics the same: the normalised query, ignoring case.
+
+    Words, fields and ``trending`` match case-insensitively, so ``X`` next to ``x`` would
+    only send the same papers twice. (Lower-case ``or``/``and``/``not`` are not operators,
+    so ``a or b`` differs from ``a OR b``; a reader wanting both is rare enough not to
+    justify a second notion of "same".)
+    """
+    return normalise_query(query).casefold()
+
+
 def validate_query(text: str) -> str:
-    """The query, stripped, if the query language accepts it."""
-    query = (text or "").strip()
+    """The query, normalised (:func:`normalise_query`), if the query language accepts it."""
+    query = normalise_query(text)
     if len(query) > MAX_QUERY_LENGTH:
         raise SubscriptionError(
             f"the topic query is {len(query)} characters long; the limit is {MAX_QUERY_LENGTH}"
@@ -243,6 +283,16 @@ def validate_query(text: str) -> str:
     except query_language.QueryError as exc:
         raise SubscriptionError(f'bad topic query "{query}": {exc}') from None
     return query
+
+
+def validate_label(label: str | None, query: str) -> str:
+    """The label to store for ``query``: ``label`` with its whitespace collapsed, or the default."""
+    name = " ".join((label or "").split()) or default_label(query)
+    if len(name) > MAX_LABEL_LENGTH:
+        raise SubscriptionError(
+            f"the topic label is {len(name)} characters long; the limit is {MAX_LABEL_LENGTH}"
+        )
+    return name
 
 
 def default_label(query: str) -> str:
@@ -297,12 +347,13 @@ def add_subscriber(
     send_hour = validate_hour(hour)
     maximum = validate_max_papers(max_papers)
     _validate_consent_source(consent_source)
-    queries = _dedupe([validate_query(q) for q in topics])
+    queries = dedupe_topics(validate_query(q) for q in topics)
     if len(queries) > MAX_TOPICS:
         raise SubscriptionError(f"{len(queries)} topics: the limit is {MAX_TOPICS}")
     existing = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
     if existing is not None:
         raise SubscriptionError(_exists_message(existing))
+    _refuse_suppressed(session, key, address)
     now = now or utcnow()
     subscriber = Subscriber(
         email=address,
@@ -333,11 +384,42 @@ def add_subscriber(
 
 
 def _exists_message(subscriber: Subscriber) -> str:
+    """Why an address that has a row cannot simply be added (or re-subscribed)."""
+    if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+        return (
+            f"{subscriber.email} unsubscribed on {_day(subscriber.unsubscribed_at)}: "
+            "subscribing them again needs their fresh consent"
+        )
+    if subscriber.status is SubscriberStatus.BOUNCED:
+        return f"{subscriber.email} is bounced: {_unsuppress_hint(subscriber.email)}"
     return f"{subscriber.email} is already subscribed (status: {subscriber.status.value})"
 
 
-def _dedupe(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+def _day(when: datetime | None) -> str:
+    return f"{when:%Y-%m-%d}" if when is not None else "an unknown date"
+
+
+def _unsuppress_hint(address: str) -> str:
+    return (
+        "mail to it failed permanently; if the address works again, "
+        f"lift that with `digest subscribers unsuppress {address}`"
+    )
+
+
+def _refuse_suppressed(session: Session, key: str, address: str) -> None:
+    # Delivery skips a suppressed address, so subscribing it would look fine and send nothing.
+    if suppression.is_suppressed(session, key):
+        raise SubscriptionError(
+            f"{address} is on the suppression list: {_unsuppress_hint(address)}"
+        )
+
+
+def dedupe_topics(queries: Iterable[str]) -> list[str]:
+    """Validated queries without repeats in the sense of :func:`topic_key`; the first one wins."""
+    first: dict[str, str] = {}
+    for query in queries:
+        first.setdefault(topic_key(query), query)
+    return list(first.values())
 
 
 def get_subscriber(session: Session, email: str) -> Subscriber | None:
@@ -360,6 +442,21 @@ def update_subscriber(
     max_papers: int | None = None,
 ) -> Subscriber:
     """Change delivery settings (the manage page); ``None`` leaves a value as it is."""
+    changes = _setting_changes(timezone, frequency, weekday, hour, max_papers)
+    for name, value in changes.items():
+        setattr(subscriber, name, value)
+    session.flush()
+    return subscriber
+
+
+def _setting_changes(
+    timezone: str | None,
+    frequency: Frequency | str | None,
+    weekday: int | str | None,
+    hour: int | None,
+    max_papers: int | None,
+) -> dict[str, Any]:
+    """Validated column values for the settings given; ``None`` means not given."""
     changes: dict[str, Any] = {}
     if timezone is not None:
         changes["timezone"] = validate_timezone(timezone)
@@ -371,10 +468,7 @@ def update_subscriber(
         changes["send_hour"] = validate_hour(hour)
     if max_papers is not None:
         changes["max_papers"] = validate_max_papers(max_papers)
-    for name, value in changes.items():
-        setattr(subscriber, name, value)
-    session.flush()
-    return subscriber
+    return changes
 
 
 def confirm(
@@ -457,24 +551,58 @@ def resubscribe(
     subscriber: Subscriber,
     *,
     consent_source: str,
+    confirmed: bool = False,
     consent_ip: str | None = None,
     consent_detail: str | None = None,
+    topics: Iterable[str] = (),
+    timezone: str | None = None,
+    frequency: Frequency | str | None = None,
+    weekday: int | str | None = None,
+    hour: int | None = None,
+    max_papers: int | None = None,
+    now: datetime | None = None,
 ) -> Subscriber:
-    """unsubscribed → pending, for someone who signs up again (the web form).
+    """unsubscribed → pending (or active), for someone who left and gave consent again.
 
-    A new consent record replaces the old one (the old one is summarised in the
-    detail), every link sent before stops working, and nothing is sent until the
-    new confirmation link is clicked. Any other status is an error naming it.
+    Without ``confirmed`` (a web signup, or an admin asking by email) nothing is sent
+    until the new confirmation link is clicked; ``confirmed`` is an admin's word that
+    they hold the reader's fresh consent. The row stays: the new consent record
+    replaces the old one, which is summarised in the new detail together with the
+    unsubscription date (the column is cleared: the subscriber is no longer
+    unsubscribed). Every link sent before stops working, except the way out. Settings
+    given replace the stored ones (``None`` keeps them), ``topics`` are added to the
+    kept ones; everything is validated before anything changes. Any other status, or
+    an address on the suppression list, is an error naming it.
     """
     if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
         raise SubscriptionError(_exists_message(subscriber))
+    _refuse_suppressed(session, subscriber.email_key, subscriber.email)
     _validate_consent_source(consent_source)
+    changes = _setting_changes(timezone, frequency, weekday, hour, max_papers)
+    kept = {topic_key(t.query) for t in subscriber.topics}
+    added = [
+        q for q in dedupe_topics(validate_query(q) for q in topics) if topic_key(q) not in kept
+    ]
+    if len(subscriber.topics) + len(added) > MAX_TOPICS:
+        raise SubscriptionError(
+            f"{len(subscriber.topics) + len(added)} topics: the limit is {MAX_TOPICS}"
+        )
+    now = now or utcnow()
     previous = f"previously {subscriber.consent_source} consent at {subscriber.consent_at:%Y-%m-%d %H:%M} UTC"
-    subscriber.status = SubscriberStatus.PENDING
-    subscriber.confirmed_at = None
+    if subscriber.consent_ip:
+        previous += f" from {subscriber.consent_ip}"
+    if subscriber.consent_detail:
+        previous += f" ({subscriber.consent_detail})"
+    if subscriber.unsubscribed_at is not None:
+        previous += f", unsubscribed at {subscriber.unsubscribed_at:%Y-%m-%d %H:%M} UTC"
+    for name, value in changes.items():
+        setattr(subscriber, name, value)
+    subscriber.topics.extend(Topic(label=default_label(q), query=q, created_at=now) for q in added)
+    subscriber.status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
+    subscriber.confirmed_at = now if confirmed else None
     subscriber.unsubscribed_at = None
     subscriber.consent_source = consent_source
-    subscriber.consent_at = utcnow()
+    subscriber.consent_at = now
     subscriber.consent_ip = consent_ip
     subscriber.consent_detail = f"{consent_detail}; {previous}" if consent_detail else previous
     subscriber.token_version += 1
@@ -499,13 +627,11 @@ def add_topic(
 ) -> Topic:
     """Add a saved topic; the label defaults to the query, shortened."""
     text = validate_query(query)
-    name = " ".join((label or "").split()) or default_label(text)
-    if len(name) > MAX_LABEL_LENGTH:
-        raise SubscriptionError(
-            f"the topic label is {len(name)} characters long; the limit is {MAX_LABEL_LENGTH}"
-        )
-    if any(t.query == text for t in subscriber.topics):
-        raise SubscriptionError(f'{subscriber.email} already has the topic "{text}"')
+    name = validate_label(label, text)
+    key = topic_key(text)
+    for existing in subscriber.topics:
+        if topic_key(existing.query) == key:
+            raise SubscriptionError(f'{subscriber.email} already has the topic "{existing.query}"')
     if len(subscriber.topics) >= MAX_TOPICS:
         raise SubscriptionError(f"{subscriber.email} has {MAX_TOPICS} topics, the limit")
     topic = Topic(label=name, query=text, created_at=utcnow())

@@ -1,4 +1,4 @@
-"""CSV import and CSV/JSON export of subscribers.
+r"""CSV import and CSV/JSON export of subscribers.
 
 Import validates every row in Python first, then inserts the good ones in
 chunks (one multi-row INSERT … RETURNING per chunk for subscribers, one
@@ -7,11 +7,24 @@ take seconds, not a query per row. Each bad row is reported by its line number
 with every reason it was refused; good rows are stored, bad ones are not, and a
 subscriber never exists without the topics its row asked for.
 
-The CSV columns are ``email,topics,timezone,frequency,weekday,hour,max``; only
-``email`` is required. ``topics`` holds several queries separated by ``;`` (a
-``;`` inside a quoted phrase does not split). Export writes the same columns, so
-an export imports back. Topic labels and the consent record are not CSV columns:
-use the JSON export to keep them.
+The CSV columns are ``email,topics,timezone,frequency,weekday,hour,max,status,labels``;
+only ``email`` is required, and a file with just the first few (the original six,
+without ``weekday``, ``status`` and ``labels``) imports as it always did. Export writes
+all of them, so an export imports back as it was:
+
+- ``topics``: queries separated by ``;``. A ``;`` inside a query is written ``\;``
+  (and a backslash ``\\``); a ``;`` inside a quoted phrase (any quote character
+  the query language accepts) needs no escape, as in older files.
+- ``labels``: one label per topic, in the same order and with the same escapes; a
+  blank or missing entry means the default label (the query itself).
+- ``status``: ``active`` (the default) or ``paused``; an import cannot make anyone
+  pending, unsubscribed or bounced, so such rows are refused.
+
+The consent record is not a CSV column: use the JSON export to keep it.
+
+Every physical line is one row: none of our columns needs a line break, so a value
+that would run onto the next line (an unclosed quote) is an error of its row, and
+the following lines are read as rows of their own instead of being swallowed.
 """
 
 from __future__ import annotations
@@ -19,7 +32,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from os import PathLike
@@ -29,6 +43,7 @@ from typing import IO, Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from digest import query as query_language
 from digest.models import Subscriber, SubscriberStatus, Topic, utcnow
 from digest.subscriptions import (
     MAX_TOPICS,
@@ -36,10 +51,13 @@ from digest.subscriptions import (
     default_label,
     insert_ignore,
     normalise_email,
+    normalise_query,
     parse_weekday,
     subscriber_record,
+    topic_key,
     validate_frequency,
     validate_hour,
+    validate_label,
     validate_max_papers,
     validate_query,
     validate_timezone,
@@ -47,8 +65,21 @@ from digest.subscriptions import (
 )
 
 COLUMNS = ("email", "topics", "timezone", "frequency", "hour", "max")
-#: What export writes and import reads: the documented columns plus the weekly send day.
-EXPORT_COLUMNS = ("email", "topics", "timezone", "frequency", "weekday", "hour", "max")
+#: What export writes and import reads. New columns go at the end, so scripts that read
+#: an export by position keep working.
+EXPORT_COLUMNS = (
+    "email",
+    "topics",
+    "timezone",
+    "frequency",
+    "weekday",
+    "hour",
+    "max",
+    "status",
+    "labels",
+)
+#: What a row may say in ``status``: an import only adds people whose consent you hold.
+IMPORT_STATUSES = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
 HEADER_HINT = ",".join(COLUMNS)
 #: The statuses an export includes by default: people who agreed and did not leave.
 #: Exporting the unsubscribed into a file that imports as confirmed would undo their choice.
@@ -92,23 +123,117 @@ class ImportReport:
         }
 
 
-def split_topics(text: str) -> list[str]:
-    """Queries separated by ``;``, ignoring a ``;`` inside double quotes."""
-    if '"' not in text:
-        return [p.strip() for p in text.split(";") if p.strip()]
-    parts: list[str] = []
+# The quote characters of the query language (it reads “ ” „ « » as "), so a ``;`` inside
+# a phrase is not split whichever quotes the reader typed.
+_QUOTE_CHARS = '"' + "".join(chr(c) for c in query_language._QUOTES)
+_QUOTE_CLASS = re.escape(_QUOTE_CHARS)
+# An escape, a separator or quote, a run of anything else, or a backslash escaping nothing.
+_CELL_TOKEN = re.compile(rf"\\[\\;]|[;{_QUOTE_CLASS}]|[^\\;{_QUOTE_CLASS}]+|\\")
+_CELL_SPECIAL = re.compile(rf"[\\{_QUOTE_CLASS}]")
+
+
+def _split_cell(text: str, *, phrases: bool) -> list[str]:
+    r"""The ``;``-separated items of a cell, unescaped and stripped, blank ones kept.
+
+    ``\;`` and ``\\`` stand for ``;`` and ``\``. With ``phrases`` (the topics cell) a
+    ``;`` between quotes is part of the query, as the query language reads quotes:
+    not in a ``~`` sentence, where quotes are plain characters.
+    """
+    if not _CELL_SPECIAL.search(text):
+        return [part.strip() for part in text.split(";")]
+    items: list[str] = []
     current: list[str] = []
     quoted = False
-    for char in text:
-        if char == '"':
+    started = False  # the current item has a non-blank character: its kind is known
+    sentence = not phrases
+    for match in _CELL_TOKEN.finditer(text):
+        token = match.group()
+        if token == ";" and not quoted:
+            items.append("".join(current).strip())
+            current, started, sentence = [], False, not phrases
+            continue
+        if len(token) == 2 and token[0] == "\\":
+            token = token[1]
+        elif token in _QUOTE_CHARS and not sentence:
             quoted = not quoted
-        if char == ";" and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
+        if not started and token.strip():
+            started = True
+            sentence = sentence or token.lstrip().startswith("~")
+        current.append(token)
+    items.append("".join(current).strip())
+    return items
+
+
+def _join_cell(items: Iterable[str]) -> str:
+    return "; ".join(item.replace("\\", "\\\\").replace(";", "\\;") for item in items)
+
+
+def split_topics(text: str) -> list[str]:
+    r"""The queries of a topics cell (see the module docstring for ``;``, ``\;`` and quotes)."""
+    return [item for item in _split_cell(text, phrases=True) if item]
+
+
+def format_topics(topics: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """The ``topics`` and ``labels`` cells for ``(query, label)`` pairs.
+
+    A label that is the default for its query is left blank, so a reader who never
+    named a topic gets an empty labels cell.
+    """
+    # Normalised as import stores them: a line break from older data would otherwise
+    # make the row unreadable on the way back.
+    queries = [normalise_query(query) for query, _ in topics]
+    labels = [" ".join(label.split()) for _, label in topics]
+    labels = [
+        "" if label == default_label(query) else label
+        for query, label in zip(queries, labels, strict=True)
+    ]
+    while labels and not labels[-1]:
+        labels.pop()
+    return _join_cell(queries), _join_cell(labels)
+
+
+def parse_topics(
+    topics: str, labels: str = "", validate: Callable[[str], str] = validate_query
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """``(query, label)`` pairs from the two cells, and every reason they are refused.
+
+    The n-th label belongs to the n-th entry of the topics cell. Repeats (in the sense
+    of :func:`~digest.subscriptions.topic_key`) are dropped, the first one kept.
+    """
+    reasons: list[str] = []
+    queries = _split_cell(topics, phrases=True)
+    names = _split_cell(labels, phrases=False) if labels.strip() else []
+    pairs: dict[str, tuple[str, str]] = {}
+    for index, text in enumerate(queries):
+        label = names[index] if index < len(names) else ""
+        if not text:
+            if label:
+                reasons.append(f'the label "{label}" has no topic next to it in the topics cell')
+            continue
+        try:
+            query = validate(text)
+            pairs.setdefault(topic_key(query), (query, validate_label(label, query)))
+        except SubscriptionError as exc:
+            reasons.append(str(exc))
+    if any(names[len(queries) :]):
+        reasons.append(
+            f"the labels cell has {len(names)} entries for {len(queries)} topics: "
+            "one label per topic, in the same order"
+        )
+    if len(pairs) > MAX_TOPICS:
+        reasons.append(f"{len(pairs)} topics: the limit is {MAX_TOPICS}")
+    return list(pairs.values()), reasons
+
+
+def _import_status(text: str) -> SubscriberStatus:
+    value = text.strip().lower()
+    for status in IMPORT_STATUSES:
+        if value == status.value:
+            return status
+    raise SubscriptionError(
+        f'the status "{text}" cannot be imported: only active or paused subscribers can '
+        "(an import is for people whose consent you hold)"
+    )
 
 
 def _read_text(source: str | PathLike[str] | IO[bytes] | IO[str] | bytes) -> str:
@@ -176,22 +301,48 @@ def _row_values(cells: dict[str, str], check: _Validator) -> tuple[dict[str, Any
             values["email"], values["email_key"] = normalise_email(email)
         except SubscriptionError as exc:
             reasons.append(getattr(exc, "reason", str(exc)))
+    take("status", _import_status, SubscriberStatus.ACTIVE)
     take("timezone", validate_timezone, "UTC")
     take("frequency", validate_frequency, validate_frequency("daily"))
     take("weekday", parse_weekday, 0)
     take("hour", validate_hour, 7)
     take("max", validate_max_papers, 20)
-    queries: list[str] = []
-    for text in split_topics(cells.get("topics", "")):
-        try:
-            queries.append(check.query(text))
-        except SubscriptionError as exc:
-            reasons.append(str(exc))
-    queries = list(dict.fromkeys(queries))
-    if len(queries) > MAX_TOPICS:
-        reasons.append(f"{len(queries)} topics: the limit is {MAX_TOPICS}")
-    values["topics"] = queries
+    values["topics"], problems = parse_topics(
+        cells.get("topics", ""), cells.get("labels", ""), check.query
+    )
+    reasons.extend(problems)
     return values, reasons
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    text: str  # the line as written, to show which row it was
+    reason: str
+
+
+def _rows(text: str) -> Iterator[tuple[int, list[str] | _Unreadable]]:
+    """Each physical line of ``text`` read as one CSV row, with its line number."""
+    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
+        # One reader over the whole file would let an unclosed quote swallow every line
+        # after it into one field. Read line by line: an open quote then shows as a field
+        # ending in the line break (the last line gets one so that it shows there too).
+        terminated = line if line.endswith(("\n", "\r")) else line + "\n"
+        try:
+            row = next(csv.reader((terminated,)))
+        except csv.Error as exc:
+            yield number, _Unreadable(line.rstrip("\r\n"), f"the CSV is malformed: {exc}")
+            continue
+        if row and row[-1].endswith(("\n", "\r")):
+            yield (
+                number,
+                _Unreadable(
+                    line.rstrip("\r\n"),
+                    "unclosed quote: a quoted value must end on the line where it starts "
+                    "(the row is skipped; the next line is read as a row of its own)",
+                ),
+            )
+        else:
+            yield number, row
 
 
 def _header(row: list[str]) -> tuple[list[str], list[str]]:
@@ -237,57 +388,59 @@ def import_csv(
     consent_detail: str | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Import subscribers from CSV as confirmed (``active``), consent source ``import``.
+    """Import subscribers from CSV as confirmed, consent source ``import``.
 
-    ``file`` is a path, bytes or an open file. Problems with the file as a whole
-    (not UTF-8, no header, broken CSV quoting) raise :class:`SubscriptionError`
-    and store nothing; problems with single rows are in the report and only
-    those rows are skipped. Flushed, not committed: the caller's transaction
+    Each row is ``active``, or ``paused`` when its status column says so. ``file``
+    is a path, bytes or an open file. Problems with the file as a whole (not UTF-8,
+    no header or an unreadable one) raise :class:`SubscriptionError` and store
+    nothing; problems with single rows (broken quoting included) are in the report
+    and only those rows are skipped. Flushed, not committed: the caller's transaction
     decides. ``dry_run`` validates everything (including addresses already
     stored) and writes nothing.
     """
     text = _read_text(file)
     report = ImportReport(dry_run=dry_run)
-    reader = csv.reader(io.StringIO(text, newline=""))
     check = _Validator()
     names: list[str] | None = None
     good: list[tuple[int, dict[str, Any]]] = []
     first_line: dict[str, int] = {}
-    line = 1
-    try:
-        for row in reader:
-            row_line, line = line, reader.line_num + 1
-            if not any(c.strip() for c in row):
-                continue
+    email_at = 0
+    for line, row in _rows(text):
+        if isinstance(row, _Unreadable):
             if names is None:
-                names, report.warnings = _header(row)
-                email_at = names.index("email")
-                continue
+                raise SubscriptionError(f"line {line}: the header cannot be read: {row.reason}")
             report.rows += 1
-            email = row[email_at].strip() if len(row) > email_at else ""
-            if len(row) > len(names):
-                report.errors.append(
-                    RowError(
-                        row_line,
-                        email,
-                        f"{len(row)} fields but the header has {len(names)} "
-                        "(put a value containing commas in double quotes)",
-                    )
+            report.errors.append(RowError(line, row.text, row.reason))
+            continue
+        if not any(c.strip() for c in row):
+            continue
+        if names is None:
+            names, report.warnings = _header(row)
+            email_at = names.index("email")
+            continue
+        report.rows += 1
+        email = row[email_at].strip() if len(row) > email_at else ""
+        if len(row) > len(names):
+            report.errors.append(
+                RowError(
+                    line,
+                    email,
+                    f"{len(row)} fields but the header has {len(names)} "
+                    "(put a value containing commas in double quotes)",
                 )
-                continue
-            values, reasons = _row_values(dict(zip(names, row, strict=False)), check)
-            key = values.get("email_key")
-            if key is not None and not reasons:
-                if key in first_line:
-                    reasons.append(f"the address appears twice: first on line {first_line[key]}")
-                else:
-                    first_line[key] = row_line
-            if reasons:
-                report.errors.append(RowError(row_line, email, "; ".join(reasons)))
+            )
+            continue
+        values, reasons = _row_values(dict(zip(names, row, strict=False)), check)
+        key = values.get("email_key")
+        if key is not None and not reasons:
+            if key in first_line:
+                reasons.append(f"the address appears twice: first on line {first_line[key]}")
             else:
-                good.append((row_line, {**values, "raw": email}))
-    except csv.Error as exc:
-        raise SubscriptionError(f"line {line}: the CSV is malformed: {exc}") from None
+                first_line[key] = line
+        if reasons:
+            report.errors.append(RowError(line, email, "; ".join(reasons)))
+        else:
+            good.append((line, {**values, "raw": email}))
     if names is None:
         raise SubscriptionError(
             f"the file is empty: the first line must name the columns, e.g. {HEADER_HINT}"
@@ -356,7 +509,7 @@ def _insert_postgres(
                     (
                         v["email"],
                         v["email_key"],
-                        SubscriberStatus.ACTIVE.value,
+                        v["status"].value,
                         v["timezone"],
                         v["frequency"].value,
                         v["weekday"],
@@ -386,8 +539,8 @@ def _insert_postgres(
                     report.errors.append(_raced(row_line, values))
                     continue
                 report.imported += 1
-                for query in values["topics"]:
-                    copy.write_row((subscriber_id, default_label(query), query, now))
+                for query, label in values["topics"]:
+                    copy.write_row((subscriber_id, label, query, now))
                     report.topics += 1
 
 
@@ -416,7 +569,7 @@ def _insert_chunk(
                 {
                     "email": v["email"],
                     "email_key": v["email_key"],
-                    "status": SubscriberStatus.ACTIVE,
+                    "status": v["status"],
                     "timezone": v["timezone"],
                     "frequency": v["frequency"],
                     "weekday": v["weekday"],
@@ -443,13 +596,8 @@ def _insert_chunk(
             continue
         report.imported += 1
         topics.extend(
-            {
-                "subscriber_id": subscriber_id,
-                "label": default_label(q),
-                "query": q,
-                "created_at": now,
-            }
-            for q in values["topics"]
+            {"subscriber_id": subscriber_id, "label": label, "query": query, "created_at": now}
+            for query, label in values["topics"]
         )
     if topics:
         session.execute(insert(Topic.__table__), topics)
@@ -496,20 +644,26 @@ def export_csv(
     *,
     statuses: Iterable[SubscriberStatus | str] | None = None,
 ) -> int:
-    """Write subscribers as CSV that :func:`import_csv` reads back; returns the count."""
+    """Write subscribers as CSV that :func:`import_csv` reads back; returns the count.
+
+    Only active and paused rows import back (see ``status`` in the module docstring).
+    """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for subscriber, topics in iter_subscribers(session, statuses):
+        queries, labels = format_topics([(t.query, t.label) for t in topics])
         writer.writerow(
             [
                 subscriber.email,
-                "; ".join(t.query for t in topics),
+                queries,
                 subscriber.timezone,
                 subscriber.frequency.value,
                 weekday_name(subscriber.weekday),
                 subscriber.send_hour,
                 subscriber.max_papers,
+                subscriber.status.value,
+                labels,
             ]
         )
         count += 1

@@ -67,6 +67,9 @@ def test_add_confirmed_weekly(run) -> None:  # type: ignore[no-untyped-def]
         (["a@example.org", "--hour", "24"], 'the send hour "24" is not a whole hour from 0 to 23'),
         (["a@example.org", "--max", "0"], "from 1 to 100"),
         (["a@example.org", "--topic", BAD_QUERY], f'bad topic query "{BAD_QUERY}"'),
+        (["a@example.org", "--tz", "Etc/GMT+5"], "use a city zone such as America/New_York"),
+        (["a@example.org", "--tz", "EST"], '"EST" is a fixed offset or an abbreviation'),
+        (["a@example.org", "--tz", "MST"], "not a place"),
     ],
 )
 def test_add_errors_are_one_line(run, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
@@ -78,6 +81,62 @@ def test_add_duplicate_says_it_exists_and_its_status(run) -> None:  # type: igno
     assert run("add", "ada@example.org", "--confirmed").exit_code == 0
     assert one_line_error(run("add", "ADA@example.org")) == (
         "ada@example.org is already subscribed (status: active)"
+    )
+
+
+def test_repeated_topics_of_any_case_are_stored_once(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("add", "h9@example.org", "--topic", "trending", "--topic", "TRENDING")
+    assert result.exit_code == 0, result.output
+    topics = json.loads(run("show", "h9@example.org", "--json").stdout)["topics"]
+    assert [t["query"] for t in topics] == ["trending"]
+
+
+def test_add_an_unsubscribed_address_needs_fresh_consent(run, cli_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    run("add", "Ann@example.org", "--confirmed", "--topic", "llm", "--tz", "Europe/Paris")
+    run("remove", "ann@example.org", "--keep-record")
+    left = json.loads(run("show", "ann@example.org", "--json").stdout)["unsubscribed_at"][:10]
+
+    pending = run("add", "ann@example.org", "--topic", "agents")
+    assert pending.exit_code == 0, pending.output
+    lines = pending.stdout.splitlines()
+    assert lines[0] == (
+        f"Ann@example.org unsubscribed on {left}: subscribing them again needs their fresh "
+        "consent (their earlier consent record is kept in the consent detail)"
+    )
+    assert lines[1] == (
+        "subscribed again Ann@example.org (pending), daily at 07:00 Europe/Paris, "
+        "2 topics, up to 20 papers"
+    )
+    assert lines[3].startswith("https://digest.example.org/confirm/")
+    record = json.loads(run("show", "ann@example.org", "--json").stdout)
+    assert record["status"] == "pending" and record["consent"]["source"] == "cli"
+    assert f"unsubscribed at {left}" in record["consent"]["detail"]
+
+    run("remove", "ann@example.org", "--keep-record")
+    active = run("add", "ann@example.org", "--confirmed", "--hour", "9")
+    assert active.exit_code == 0, active.output
+    assert "; you confirmed you have it" in active.stdout.splitlines()[0]
+    assert active.stdout.splitlines()[1] == (
+        "subscribed again Ann@example.org (active), daily at 09:00 Europe/Paris, "
+        "2 topics, up to 20 papers"
+    )
+    assert "confirm" not in active.stdout.splitlines()[-1]
+    # Still one row, with its history.
+    assert [r["email"] for r in json.loads(run("list", "--json").stdout)] == ["Ann@example.org"]
+
+
+def test_add_a_bounced_address_points_at_unsuppress(run, cli_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from digest import suppression
+
+    run("add", "bob@example.org", "--confirmed")
+    with session_scope(cli_settings) as session:
+        sub = subs.get_subscriber(session, "bob@example.org")
+        assert sub is not None
+        sub.status = SubscriberStatus.BOUNCED
+        suppression.suppress(session, "bob@example.org", "550 no such user", 550)
+    assert one_line_error(run("add", "bob@example.org", "--confirmed")) == (
+        "bob@example.org is bounced: mail to it failed permanently; if the address works "
+        "again, lift that with `digest subscribers unsuppress bob@example.org`"
     )
 
 
@@ -216,6 +275,20 @@ def test_import_mixed_rows_reports_each_bad_line(run, tmp_path: Path) -> None:  
     assert (report["imported"], report["bad"]) == (0, 6)
 
 
+def test_import_reports_an_unclosed_quote_and_reads_on(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "quote.csv"
+    path.write_text('email,topics\n"unterminated@example.org,llm\nnext@example.org,x\n')
+    result = run("import", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "imported 1 of 2 rows (1 topic); 1 bad row",
+        'line 2: ""unterminated@example.org,llm": unclosed quote: a quoted value must end on '
+        "the line where it starts (the row is skipped; the next line is read as a row of its "
+        "own)",
+    ]
+    assert [r["email"] for r in json.loads(run("list", "--json").stdout)] == ["next@example.org"]
+
+
 def test_import_dry_run_and_file_errors(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     good = tmp_path / "good.csv"
     good.write_text("email\nada@example.org\n")
@@ -244,9 +317,9 @@ def test_export_import_round_trip(run, tmp_path: Path) -> None:  # type: ignore[
 
     exported = run("export").stdout
     assert exported.splitlines() == [
-        "email,topics,timezone,frequency,weekday,hour,max",
-        'ada@example.org,"""a; b"" OR c; llm",America/New_York,weekly,wed,6,5',
-        "bob@example.org,,UTC,daily,mon,7,20",
+        "email,topics,timezone,frequency,weekday,hour,max,status,labels",
+        'ada@example.org,"""a\\; b"" OR c; llm",America/New_York,weekly,wed,6,5,active,',
+        "bob@example.org,,UTC,daily,mon,7,20,paused,",
     ]
     out = tmp_path / "export.csv"
     written = run("export", "-o", str(out))

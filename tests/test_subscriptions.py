@@ -74,6 +74,26 @@ def test_unknown_time_zones_get_a_suggestion(text: str, expected: str) -> None:
     assert expected in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "text", ["Etc/GMT+5", "etc/gmt-2", "EST", "MST", "HST", "EST5EDT", "GMT", "Zulu", "Japan"]
+)
+def test_fixed_offsets_and_abbreviations_are_refused_for_a_city(text: str) -> None:
+    """Etc/GMT+5 is UTC−5 and EST never has summer time: a reader's clock follows a place."""
+    with pytest.raises(subs.SubscriptionError) as caught:
+        subs.validate_timezone(text)
+    message = str(caught.value)
+    assert f'"{text}" is a fixed offset or an abbreviation, not a place' in message
+    assert "use a city zone such as America/New_York" in message
+
+
+def test_utc_and_places_stay_allowed_and_suggestions_are_places() -> None:
+    for name in ("UTC", "Etc/UTC", "etc/utc", "America/New_York", "US/Eastern"):
+        assert subs.validate_timezone(name) == name.replace("etc/utc", "Etc/UTC")
+    with pytest.raises(subs.SubscriptionError) as caught:
+        subs.validate_timezone("Etc/GMT+55")
+    assert "Etc/GMT" not in str(caught.value).split(":", 1)[1]
+
+
 def test_weekday_hour_max_and_frequency_are_checked() -> None:
     assert subs.parse_weekday("Fri") == 4
     assert subs.parse_weekday("sunday") == 6
@@ -108,6 +128,12 @@ def test_default_label_is_the_query_shortened_at_a_word() -> None:
     assert label.endswith("…") and len(label) <= subs.DEFAULT_LABEL_LENGTH
     assert long.startswith(label[:-1].rstrip())
     assert not label[:-1].endswith(" ")
+
+
+def test_topics_are_normalised_and_compared_without_case() -> None:
+    assert subs.validate_query("llm\r\n  agents\t") == "llm agents"
+    assert subs.topic_key('"Machine   Unlearning"') == subs.topic_key('"machine unlearning"')
+    assert subs.dedupe_topics(["trending", "TRENDING", "x", "X ", "y"]) == ["trending", "x", "y"]
 
 
 # --- subscribers on SQLite and PostgreSQL -----------------------------------------------
@@ -261,6 +287,91 @@ def test_resubscribe_needs_a_new_confirmation(session: Session, settings: Settin
     assert sub.status is SubscriberStatus.ACTIVE
 
 
+def test_adding_an_unsubscribed_address_says_when_they_left(session: Session) -> None:
+    sub = subs.add_subscriber(session, "Ann@example.org", confirmed=True)
+    subs.unsubscribe(session, sub)
+    session.commit()
+    with pytest.raises(subs.SubscriptionError) as caught:
+        subs.add_subscriber(session, "ann@example.org", confirmed=True)
+    assert str(caught.value) == (
+        f"Ann@example.org unsubscribed on {sub.unsubscribed_at:%Y-%m-%d}: "
+        "subscribing them again needs their fresh consent"
+    )
+
+
+def test_admin_resubscribes_with_fresh_consent_keeping_the_history(session: Session) -> None:
+    sub = subs.add_subscriber(
+        session,
+        "ann@example.org",
+        topics=["llm"],
+        confirmed=True,
+        timezone="Europe/Paris",
+        hour=9,
+        consent_source="web",
+        consent_ip="192.0.2.4",
+        consent_detail="signup form",
+    )
+    subs.unsubscribe(session, sub)
+    session.commit()
+    left, version = sub.unsubscribed_at, sub.token_version
+    assert left is not None
+    subs.resubscribe(
+        session,
+        sub,
+        consent_source="cli",
+        confirmed=True,
+        consent_detail="by phone",
+        topics=["LLM", "agents"],
+        max_papers=5,
+    )
+    session.commit()
+    session.expire_all()
+    assert sub.status is SubscriberStatus.ACTIVE and sub.confirmed_at is not None
+    assert (sub.consent_source, sub.consent_ip) == ("cli", None)
+    assert sub.consent_detail == (
+        f"by phone; previously web consent at {sub.created_at:%Y-%m-%d %H:%M} UTC from "
+        f"192.0.2.4 (signup form), unsubscribed at {left:%Y-%m-%d %H:%M} UTC"
+    )
+    assert sub.unsubscribed_at is None and sub.token_version == version + 1
+    # Their settings are kept unless given; topics are added, without repeats.
+    assert (sub.timezone, sub.send_hour, sub.max_papers) == ("Europe/Paris", 9, 5)
+    assert [t.query for t in sub.topics] == ["llm", "agents"]
+
+
+def test_resubscribing_validates_before_changing_anything(session: Session) -> None:
+    sub = subs.add_subscriber(session, "ann@example.org", confirmed=True)
+    subs.unsubscribe(session, sub)
+    session.commit()
+    with pytest.raises(subs.SubscriptionError, match="unknown time zone"):
+        subs.resubscribe(session, sub, consent_source="cli", topics=["x"], timezone="Nowhere")
+    assert sub.status is SubscriberStatus.UNSUBSCRIBED and sub.topics == []
+
+
+def test_bounced_and_suppressed_addresses_point_at_unsuppress(session: Session) -> None:
+    from digest import suppression
+
+    bounced = subs.add_subscriber(session, "bob@example.org", confirmed=True)
+    bounced.status = SubscriberStatus.BOUNCED
+    suppression.suppress(session, "bob@example.org", "550 no such user", 550)
+    gone = subs.add_subscriber(session, "carol@example.org", confirmed=True)
+    subs.unsubscribe(session, gone)
+    suppression.suppress(session, "carol@example.org", "550 no such user", 550)
+    suppression.suppress(session, "dan@example.org", "550 no such user", 550)
+    session.commit()
+    hint = "lift that with `digest subscribers unsuppress {}`"
+    with pytest.raises(subs.SubscriptionError, match="is bounced: mail to it failed") as caught:
+        subs.add_subscriber(session, "bob@example.org", confirmed=True)
+    assert str(caught.value).endswith(hint.format("bob@example.org"))
+    with pytest.raises(subs.SubscriptionError, match="is on the suppression list") as caught:
+        subs.resubscribe(session, gone, consent_source="cli", confirmed=True)
+    assert str(caught.value).endswith(hint.format("carol@example.org"))
+    with pytest.raises(subs.SubscriptionError, match="is on the suppression list"):
+        subs.add_subscriber(session, "Dan@example.org", confirmed=True)
+    session.rollback()
+    assert gone.status is SubscriberStatus.UNSUBSCRIBED
+    assert subs.get_subscriber(session, "dan@example.org") is None
+
+
 def test_bounced_subscriber_cannot_be_paused_or_resumed(session: Session) -> None:
     sub = subs.add_subscriber(session, "ada@example.org", confirmed=True)
     sub.status = SubscriberStatus.BOUNCED  # what delivery does on a permanent failure
@@ -280,6 +391,21 @@ def test_remove_deletes_topics_and_digests(session: Session) -> None:
     assert subs.get_subscriber(session, "ada@example.org") is None
     assert session.scalars(select(Topic.subscriber_id)).all() == [keep.id]
     assert _count(session, Digest) == 0
+
+
+def test_duplicate_topics_are_one_whatever_the_case_or_spacing(session: Session) -> None:
+    sub = subs.add_subscriber(
+        session, "h9@example.org", topics=["trending", "TRENDING", "x"], confirmed=True
+    )
+    assert [t.query for t in sub.topics] == ["trending", "x"]
+    for again in ("X", " x ", "Trending"):
+        with pytest.raises(subs.SubscriptionError, match="already has the topic") as caught:
+            subs.add_topic(session, sub, again)
+        assert str(caught.value).endswith(f'"{again.strip().lower()}"')  # the stored one
+    spaced = subs.add_topic(session, sub, "llm\r\nagents", label="  LLM\n agents ")
+    assert (spaced.query, spaced.label) == ("llm agents", "LLM agents")
+    with pytest.raises(subs.SubscriptionError, match="already has the topic"):
+        subs.add_topic(session, sub, "LLM   Agents")
 
 
 def test_add_update_and_remove_topics(session: Session) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 
+import hypothesis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest import query as query_language
 from digest import subscriptions as subs
 from digest import subscriptions_io as subs_io
 from digest.models import Subscriber, SubscriberStatus, Topic
@@ -36,6 +39,83 @@ def test_split_topics_keeps_semicolons_inside_phrases() -> None:
         "author:bengio",
     ]
     assert subs_io.split_topics("") == []
+
+
+def test_topics_cell_escapes_semicolons_and_reads_every_quote_kind() -> None:
+    assert subs_io.format_topics([("x;y", "x;y"), ("a\\b", "A; B")]) == (
+        r"x\;y; a\\b",
+        r"; A\; B",
+    )
+    assert subs_io.split_topics(r"x\;y; a\\b; c\d") == ["x;y", "a\\b", "c\\d"]
+    # A ; inside a phrase needs no escape, with any quotes the query language reads...
+    assert subs_io.split_topics("“machine; unlearning” safety; «a;b» c; llm") == [
+        "“machine; unlearning” safety",
+        "«a;b» c",
+        "llm",
+    ]
+    # ...but quotes mean nothing in a ~ sentence, so an odd one does not swallow the next.
+    assert subs_io.split_topics('~why "this; "b; c" d') == ['~why "this', '"b; c" d']
+
+
+def test_topics_and_labels_cells_are_checked_together() -> None:
+    pairs, reasons = subs_io.parse_topics("llm; ; rl", "LLMs; ; Reinforcement")
+    assert (pairs, reasons) == ([("llm", "LLMs"), ("rl", "Reinforcement")], [])
+    pairs, reasons = subs_io.parse_topics("llm; LLM;  x\ty ", "First; Second")
+    assert (pairs, reasons) == ([("llm", "First"), ("x y", "x y")], [])
+    _, reasons = subs_io.parse_topics("llm", "A; B")
+    assert reasons == [
+        "the labels cell has 2 entries for 1 topics: one label per topic, in the same order"
+    ]
+    _, reasons = subs_io.parse_topics("llm;;rl", "A; B; C")
+    assert reasons == ['the label "B" has no topic next to it in the topics cell']
+
+
+_WORDS = st.sampled_from(
+    ["llm", "X;Y", "a=b", "upvotes:>=10", "author:bengio", "é;", ";x", "back\\slash", "x\\;",
+     "trending", "cat:cs.LG", "title:agents"]
+)  # fmt: skip
+_JOINERS = st.sampled_from(["", "OR", "AND", "-", "NOT", "\\", ";", ";;", "\\;", "="])
+_QUOTE_PAIRS = st.sampled_from(['""', "“”", "„“", "«»", "»«", '"”', "””"])
+_PHRASE = st.text(alphabet=st.sampled_from("ab ;=\\~-'"), min_size=1, max_size=8).filter(
+    lambda text: any(c in "ab" for c in text)
+)
+
+
+@st.composite
+def _queries(draw: st.DrawFn) -> str:
+    r"""Queries with ;, \, = and every kind of quote, in places the parser accepts."""
+    parts = [draw(_WORDS)]
+    for _ in range(draw(st.integers(0, 3))):
+        joiner = draw(_JOINERS)
+        if draw(st.booleans()):
+            quotes = draw(_QUOTE_PAIRS)
+            term = f"{quotes[0]}{draw(_PHRASE)}{quotes[1]}"
+        else:
+            term = draw(_WORDS)
+        parts.append(f"{joiner}{term}" if joiner == "-" else f"{joiner} {term}")
+    query = " ".join(parts)
+    hypothesis.assume(query_language.check(query) is None)
+    return subs.validate_query(query)
+
+
+_LABELS = st.one_of(
+    st.none(), st.text(alphabet=st.sampled_from('ab ;\\"“=~\t'), min_size=1, max_size=12)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(topics=st.lists(st.tuples(_queries(), _LABELS), max_size=5))
+def test_topics_and_labels_cells_round_trip(topics: list[tuple[str, str | None]]) -> None:
+    """Whatever topics the system accepts, export's two cells import back to the same ones."""
+    stored = list(
+        {subs.topic_key(q): (q, subs.validate_label(label, q)) for q, label in topics}.values()
+    )
+    cells = subs_io.format_topics(stored)
+    # Through the csv module too, as a real file does.
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(cells)
+    (row,) = list(csv.reader(io.StringIO(out.getvalue())))
+    assert subs_io.parse_topics(*row) == (stored, [])
 
 
 def test_import_stores_good_rows_as_confirmed(session: Session) -> None:
@@ -85,24 +165,25 @@ def test_every_bad_row_is_reported_by_line_and_not_stored(session: Session) -> N
         f'topic@example.org,"llm;{BAD_QUERY.replace(chr(34), chr(34) * 2)}",,,,\n'  # 6 bad topic
         "GOOD1@example.org,,,,,\n"  # 7 duplicate within the file
         "stored@EXAMPLE.org,,,,,\n"  # 8 already stored
-        '"multi\nline@example.org",,,,,\n'  # 9-10 bad address spanning two lines
+        '"multi\nline@example.org",,,,,\n'  # 9 unclosed quote, 10 then a bad address
         "good2@example.org,rl,Asia/Tokyo,weekly,23,100\n"  # 11
         ",llm,,,,\n"  # 12 missing address
         "many@example.org,a,UTC,daily,7,20,surplus\n"  # 13 too many fields
         "all@example.org,,Nowhere,monthly,-1,0\n"  # 14 several problems at once
     )
     report = _import(session, text)
-    assert report.rows == 12
+    assert report.rows == 13
     assert report.imported == 2 and report.topics == 2
     by_line = {e.line: e for e in report.errors}
-    assert sorted(by_line) == [3, 4, 5, 6, 7, 8, 9, 12, 13, 14]
+    assert sorted(by_line) == [3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14]
     assert str(by_line[3]).startswith('line 3: "x@": the email address is not valid: ')
     assert 'did you mean "Europe/Paris"' in by_line[4].reason
     assert "send hour" in by_line[5].reason
     assert by_line[6].reason.startswith(f'bad topic query "{BAD_QUERY}"')
     assert by_line[7].reason == "the address appears twice: first on line 2"
     assert by_line[8].reason == "already subscribed (status: pending)"
-    assert "not valid" in by_line[9].reason
+    assert by_line[9].reason.startswith("unclosed quote")
+    assert "not valid" in by_line[10].reason
     assert by_line[12].reason == "the email address is missing"
     assert "7 fields but the header has 6" in by_line[13].reason
     for part in ("time zone", "frequency", "send hour", "maximum papers"):
@@ -132,7 +213,7 @@ def test_extra_columns_are_ignored_with_a_warning(session: Session) -> None:
     assert report.imported == 1
     assert report.warnings == [
         "ignoring unknown column(s): name, notes "
-        "(known: email, topics, timezone, frequency, weekday, hour, max)"
+        "(known: email, topics, timezone, frequency, weekday, hour, max, status, labels)"
     ]
 
 
@@ -290,3 +371,95 @@ def test_any_input_is_a_report_or_one_clear_error(
         else:
             assert report.imported + report.bad == report.rows
             assert all(e.reason for e in report.errors)
+
+
+def test_an_unclosed_quote_is_its_rows_error_and_does_not_swallow_the_rest(
+    session: Session,
+) -> None:
+    report = _import(
+        session,
+        'email,topics\n"unterminated@example.org,llm\nnext@example.org,x\nlast@example.org,"y',
+    )
+    assert (report.rows, report.imported) == (3, 1)
+    assert [(e.line, e.email) for e in report.errors] == [
+        (2, '"unterminated@example.org,llm'),
+        (4, 'last@example.org,"y'),
+    ]
+    assert all(e.reason.startswith("unclosed quote: ") for e in report.errors)
+    assert list(session.scalars(select(Subscriber.email_key))) == ["next@example.org"]
+    with pytest.raises(subs.SubscriptionError, match="line 1: the header cannot be read"):
+        _import(session, '"email,topics\nada@example.org,llm\n')
+
+
+def test_status_column_imports_paused_and_refuses_other_statuses(session: Session) -> None:
+    report = _import(
+        session,
+        "email,status\n"
+        "ada@example.org,Paused\n"
+        "bob@example.org,active\n"
+        "carol@example.org,\n"
+        "dan@example.org,unsubscribed\n"
+        "eve@example.org,pending\n",
+    )
+    assert report.imported == 3
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (
+            line,
+            f'the status "{status}" cannot be imported: only active or paused subscribers '
+            "can (an import is for people whose consent you hold)",
+        )
+        for line, status in [(5, "unsubscribed"), (6, "pending")]
+    ]
+    statuses = dict(session.execute(select(Subscriber.email_key, Subscriber.status)).all())
+    assert statuses == {
+        "ada@example.org": SubscriberStatus.PAUSED,
+        "bob@example.org": SubscriberStatus.ACTIVE,
+        "carol@example.org": SubscriberStatus.ACTIVE,
+    }
+    ada = subs.get_subscriber(session, "ada@example.org")
+    assert ada is not None and ada.confirmed_at is not None
+
+
+def test_export_imports_back_paused_subscribers_labels_and_any_topic(session: Session) -> None:
+    """The audit's round trip: status, weekly day, labels and topics with ; and quotes."""
+    topics = [
+        ("x;y", "x;y"),
+        ("“machine; unlearning” safety", "Unlearning; safety"),
+        ('"a; b" OR c=d', "with \\ backslash"),
+        ("upvotes:>=10 «re;ward» \\;", "upvotes:>=10 «re;ward» \\;"),
+    ]
+    ada = subs.add_subscriber(
+        session, "ada@example.org", confirmed=True, frequency="weekly", weekday="fri"
+    )
+    for query, label in topics:
+        subs.add_topic(session, ada, query, label=label)
+    subs.pause(session, ada)
+    subs.add_subscriber(session, "bob@example.org", topics=["llm"], confirmed=True)
+    session.commit()
+    first = io.StringIO()
+    assert subs_io.export_csv(session, first) == 2
+    for sub in session.scalars(select(Subscriber)):
+        session.delete(sub)
+    session.commit()
+
+    again = _import(session, first.getvalue())
+    assert (again.imported, again.errors, again.warnings) == (2, [], [])
+    restored = subs.get_subscriber(session, "ada@example.org")
+    assert restored is not None
+    assert (restored.status, restored.frequency, restored.weekday) == (
+        SubscriberStatus.PAUSED,
+        "weekly",
+        4,
+    )
+    assert [(t.query, t.label) for t in restored.topics] == topics
+    second = io.StringIO()
+    subs_io.export_csv(session, second)
+    assert second.getvalue() == first.getvalue()
+
+
+def test_import_normalises_topic_whitespace_and_drops_repeats_of_any_case(
+    session: Session,
+) -> None:
+    report = _import(session, 'email,topics\nada@example.org,"llm\t  agents; LLM Agents; X; x"\n')
+    assert (report.imported, report.topics, report.errors) == (1, 2, [])
+    assert sorted(session.scalars(select(Topic.query))) == ["X", "llm agents"]

@@ -56,30 +56,29 @@ def group() -> None:
     is_flag=True,
     help="Active at once: you have their consent, no confirmation email needed.",
 )
-@click.option("--tz", "timezone", default="UTC", show_default=True, help="IANA time zone.")
+# No defaults of their own: re-subscribing someone keeps the settings they had unless an
+# option is given, so "not given" must be told apart from the default value.
 @click.option(
-    "--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True
+    "--tz", "timezone", show_default="UTC", help="IANA city time zone, e.g. Europe/Paris."
 )
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), show_default="daily")
 @click.option(
     "--weekday",
     type=click.Choice(list(subs.WEEKDAYS), case_sensitive=False),
-    default="mon",
-    show_default=True,
+    show_default="mon",
     help="Send day of weekly digests.",
 )
-@click.option("--hour", type=int, default=7, show_default=True, help="Local send hour, 0-23.")
-@click.option(
-    "--max", "max_papers", type=int, default=20, show_default=True, help="Papers per digest."
-)
+@click.option("--hour", type=int, show_default="7", help="Local send hour, 0-23.")
+@click.option("--max", "max_papers", type=int, show_default="20", help="Papers per digest.")
 def add(
     email: str,
     topics: tuple[str, ...],
     confirmed: bool,
-    timezone: str,
-    frequency: str,
-    weekday: str,
-    hour: int,
-    max_papers: int,
+    timezone: str | None,
+    frequency: str | None,
+    weekday: str | None,
+    hour: int | None,
+    max_papers: int | None,
 ) -> None:
     """Add a subscriber.
 
@@ -87,30 +86,67 @@ def add(
     open the confirmation link printed here (double opt-in). With no --topic they
     get the day's trending Hugging Face papers.
 
+    An address that unsubscribed can be subscribed again only with their fresh
+    consent: without --confirmed it becomes pending and needs the new confirmation
+    link; --confirmed is your word that they gave it, and makes it active. Its
+    settings and topics are kept (options given change them, --topic adds), and its
+    earlier consent record and unsubscription date are kept in the consent detail.
+    A bounced or suppressed address is refused: see `digest subscribers unsuppress`.
+
     Example: digest subscribers add ada@example.org --topic '"machine unlearning"'
     --topic 'author:bengio' --tz Europe/London --hour 8 --confirmed
     """
     settings = get_settings()
+    given = {
+        name: value
+        for name, value in {
+            "timezone": timezone,
+            "frequency": frequency,
+            "weekday": weekday,
+            "hour": hour,
+            "max_papers": max_papers,
+        }.items()
+        if value is not None
+    }
+    detail = f"added by {_operator()} with `digest subscribers add`"
     with open_session(settings) as session:
+        existing = subs.get_subscriber(session, email)
         try:
-            subscriber = subs.add_subscriber(
-                session,
-                email,
-                topics=topics,
-                confirmed=confirmed,
-                timezone=timezone,
-                frequency=frequency,
-                weekday=weekday,
-                hour=hour,
-                max_papers=max_papers,
-                consent_source="cli",
-                consent_detail=f"added by {_operator()} with `digest subscribers add`",
-            )
+            if existing is not None and existing.status is SubscriberStatus.UNSUBSCRIBED:
+                left = existing.unsubscribed_at
+                subscriber = subs.resubscribe(
+                    session,
+                    existing,
+                    consent_source="cli",
+                    confirmed=confirmed,
+                    consent_detail=detail,
+                    topics=topics,
+                    **given,
+                )
+                when = f"on {left:%Y-%m-%d}" if left is not None else "earlier"
+                click.echo(
+                    f"{subscriber.email} unsubscribed {when}: subscribing them again needs "
+                    "their fresh consent"
+                    + ("; you confirmed you have it" if confirmed else "")
+                    + " (their earlier consent record is kept in the consent detail)"
+                )
+                verb = "subscribed again"
+            else:
+                subscriber = subs.add_subscriber(
+                    session,
+                    email,
+                    topics=topics,
+                    confirmed=confirmed,
+                    consent_source="cli",
+                    consent_detail=detail,
+                    **given,
+                )
+                verb = "added"
         except subs.SubscriptionError as exc:
             raise _fail(exc) from exc
         count = len(subscriber.topics)
         click.echo(
-            f"added {subscriber.email} ({subscriber.status.value}), {_schedule(subscriber)}, "
+            f"{verb} {subscriber.email} ({subscriber.status.value}), {_schedule(subscriber)}, "
             f"{count} topic{'' if count == 1 else 's'}, up to {subscriber.max_papers} papers"
         )
         if not confirmed:
@@ -356,16 +392,26 @@ def remove(email: str, yes: bool, keep_record: bool) -> None:
 def import_(file: Path, dry_run: bool, as_json: bool) -> None:
     """Import subscribers from CSV, as confirmed (you must hold their consent).
 
-    The first line is a header; only `email` is required:
+    The first line is a header naming the columns, in any order; only `email` is
+    required:
 
     \b
-      email,topics,timezone,frequency,weekday,hour,max
-      ada@example.org,author:bengio; diffusion models,Europe/London,weekly,fri,8,10
-      bob@example.org
+      email,topics,timezone,frequency,weekday,hour,max,status,labels
+      ada@example.org,author:bengio; diffusion models,Europe/London,weekly,fri,8,10,,Bengio
+      bob@example.org,x\\;y,,,,,,paused,
 
-    Several topics are separated by `;`. Good rows are stored, bad rows are not,
-    and each bad row is reported with its line number and reason. Exits 1 when
-    rows were bad and none could be imported.
+    \b
+      topics     queries separated by `;`; a `;` inside a query is `\\;` (a backslash
+                 `\\\\`), except inside a quoted phrase where it needs nothing
+      timezone   a city zone such as Europe/Paris (default UTC)
+      frequency  daily (default) or weekly; weekday: mon..sun for weekly (default mon)
+      hour, max  local send hour 0-23 (default 7), papers per digest 1-100 (default 20)
+      status     active (default) or paused; no other status can be imported
+      labels     one label per topic, same order and escapes; blank = the query
+
+    Good rows are stored, bad rows are not, and each bad row is reported with its
+    line number and reason (a value cannot span lines: an unclosed quote is an
+    error of its row). Exits 1 when rows were bad and none could be imported.
 
     Example: digest subscribers import readers.csv --dry-run
     """
@@ -411,8 +457,12 @@ def import_(file: Path, dry_run: bool, as_json: bool) -> None:
 def export(as_json: bool, output: Path | None, status: tuple[str, ...], all_: bool) -> None:
     """Export subscribers as CSV that `digest subscribers import` reads back.
 
-    By default only active and paused subscribers are exported: importing marks
-    everyone confirmed, so exporting the unsubscribed would undo their choice.
+    The columns are those `digest subscribers import` reads (see its --help):
+    email, topics, timezone, frequency, weekday, hour, max, status, labels. A
+    paused subscriber imports back paused, topics and labels come back as they
+    were. By default only active and paused subscribers are exported: importing
+    marks everyone confirmed, so rows of any other status (with --status or --all)
+    are refused on import. --json has the full records, consent included.
 
     Example: digest subscribers export -o readers.csv
     """
