@@ -98,7 +98,13 @@ def topic_generator(seed: list[dict[str, str]], rng: random.Random):  # type: ig
         if r < 0.70:
             return f"{concept()} OR {concept()}"
         if r < 0.78:
-            return f"{concept()} -{rng.choice(singles)}"
+            words = rng.choice(bigrams)
+            # Readers exclude a word they did not ask for ("x -x" is refused as a contradiction).
+            asked = {textmod.term(w) for w in words}
+            excluded = rng.choice(singles)
+            while textmod.term(excluded) in asked:
+                excluded = rng.choice(singles)
+            return f"{' '.join(words)} -{excluded}"
         if r < 0.84:
             return " ".join(rng.choice(trigrams))  # "attacks on LLMs": words with a stop word
         if r < 0.90:

@@ -13,7 +13,8 @@ Scores (per topic): a word in the title counts 3, in the abstract 1 (1.5 when
 it recurs); a phrase or hyphenated compound counts 1.5x; words the reader
 wrote side by side that also stand side by side in the paper add a proximity
 bonus; Hugging Face upvotes add ``0.4 * ln(1 + upvotes)``. Ties are broken by
-recency (first seen, then published). A subscriber's papers are the union over
+recency (first seen, then published: the papers of one fetch share a first-seen
+time). A subscriber's papers are the union over
 their topics, each paper once under its best topic, best first, capped.
 
 :func:`naive_matches` is the obvious per-paper evaluator. It is the reference
@@ -275,11 +276,19 @@ def _author_matches(leaf: q.Author, name: _AuthorName) -> bool:
     )
 
 
-def _recency(paper: PaperLike) -> float:
-    for stamp in (getattr(paper, "first_seen_at", None), getattr(paper, "published_at", None)):
-        if stamp is not None:
-            return stamp.timestamp()
-    return 0.0
+def _recency(paper: PaperLike) -> tuple[float, float]:
+    """(first seen, published) as timestamps, for the newest-first tie-break; a paper
+    not yet seen counts as seen when published."""
+    seen, published = getattr(paper, "first_seen_at", None), getattr(paper, "published_at", None)
+    published_ts = published.timestamp() if published is not None else 0.0
+    return (seen.timestamp() if seen is not None else published_ts, published_ts)
+
+
+def _category_matches(leaf: q.Category, category: str) -> bool:
+    """cat:cs.LG is that category; a prefix ("math." of cat:math.*) starts it once a
+    "." is put after it, so math.* is math and math.CO but not math-ph."""
+    cat = category.lower()
+    return (cat + ".").startswith(leaf.value) if leaf.prefix else cat == leaf.value
 
 
 class PaperIndex:
@@ -291,10 +300,15 @@ class PaperIndex:
         # Papers are stored most upvoted first, then most recent first, so that within
         # a set of equally relevant papers the lowest bit is the one to show first.
         given = list(papers)
+        stamps = [_recency(p) for p in given]
         keys = [
-            (-int(getattr(p, "upvotes", None) or 0), -_recency(p), i) for i, p in enumerate(given)
+            (-int(getattr(p, "upvotes", None) or 0), -stamps[i][0], -stamps[i][1], i)
+            for i, p in enumerate(given)
         ]
         order = sorted(range(len(given)), key=keys.__getitem__)
+        # Recency as one number per paper (its rank, newest highest), so the many
+        # tie-breaks below compare a float, not a (first seen, published) pair.
+        rank = {stamp: r for r, stamp in enumerate(sorted(set(stamps)))}
         self.input_papers = given
         self.papers = [given[i] for i in order]
         self.input_pos = order  # stored position -> position in the sequence given
@@ -302,7 +316,7 @@ class PaperIndex:
         self.universe = (1 << self.n) - 1
         self.like_lookup = like_lookup
         self.upvotes = [int(getattr(p, "upvotes", None) or 0) for p in self.papers]
-        self.recency = [_recency(p) for p in self.papers]
+        self.recency = [float(rank[stamps[i]]) for i in order]
         self.boost = [UPVOTE_FACTOR * math.log1p(u) for u in self.upvotes]
         self._leaf_cache: dict[Hashable, _LeafBits] = {}
         self._tokens: dict[tuple[int, str], list[textmod.Token]] = {}
@@ -314,6 +328,7 @@ class PaperIndex:
         self._scorers: dict[q.Node, _Scorer] = {}
         self._spans: dict[tuple[int, str], dict[str, list[tuple[int, int]]]] = {}
         self._explained: dict[tuple[q.Node, int], tuple[tuple[str, ...], str]] = {}
+        self._splits_here: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._build()
 
     def _build(self) -> None:
@@ -449,6 +464,24 @@ class PaperIndex:
             cached = self._leaf_cache[key] = _LeafBits(exact)
         return cached.bits
 
+    def forms(self, leaf: q.Text) -> tuple[tuple[str, ...], ...]:
+        """The term sequences a text leaf matches here: its own, and a single word's
+        splits into two words that stand in a row somewhere in these papers (see
+        :func:`_forms`; the rest cannot match, so they are not looked up again)."""
+        if " " in leaf.display:
+            return leaf.seqs
+        # Keyed by the word: the same word is many leaves (its neighbours differ).
+        found = self._splits_here.get(leaf.display)
+        if found is None:
+            title, abstract = self.pairs["title"], self.pairs["abstract"]
+            found = tuple(
+                s
+                for s in textmod.splits(leaf.display)
+                if (k := f"{s[0]} {s[1]}") in title or k in abstract
+            )
+            self._splits_here[leaf.display] = found
+        return (*leaf.seqs, *found) if found else leaf.seqs
+
     def leaf(self, leaf: q.Leaf) -> _LeafBits:
         cached = self._leaf_cache.get(leaf)
         if cached is None:
@@ -462,16 +495,17 @@ class PaperIndex:
 
     def _compute_leaf(self, leaf: q.Leaf) -> _LeafBits:
         if isinstance(leaf, q.Text):
+            seqs = self.forms(leaf)
             title = abstract = 0
             if leaf.field in (None, "title"):
-                for seq in leaf.seqs:
+                for seq in seqs:
                     title |= self.seq_bits("title", seq)
             if leaf.field in (None, "abstract"):
-                for seq in leaf.seqs:
+                for seq in seqs:
                     abstract |= self.seq_bits("abstract", seq)
             many = 0
             if abstract:
-                for seq in leaf.seqs:
+                for seq in seqs:
                     if len(seq) <= 2:
                         many |= self.many.get(" ".join(seq), 0)
                     else:  # a run of three or more words is specific enough as it is
@@ -500,7 +534,7 @@ class PaperIndex:
                 return _LeafBits(self.categories.get(leaf.value, 0))
             bits = 0
             for cat, cat_bits in self.categories.items():
-                if cat.startswith(leaf.value):
+                if _category_matches(leaf, cat):
                     bits |= cat_bits
             return _LeafBits(bits)
         if isinstance(leaf, q.Source):
@@ -549,6 +583,19 @@ class PaperIndex:
             if blob and (arxiv_id == paper_id or key == f"arxiv:{paper_id}"):
                 return blob
         return self.like_lookup(paper_id) if self.like_lookup else None
+
+
+def _splits(leaf: q.Text) -> tuple[tuple[str, str], ...]:
+    """A single written word's readings as two words in a row ("finetuning" is
+    "fine tuning"); none for phrases, which say where their words part."""
+    if " " in leaf.display:
+        return ()
+    return textmod.splits(leaf.display)
+
+
+def _forms(leaf: q.Text) -> tuple[tuple[str, ...], ...]:
+    """Every term sequence a text leaf matches: its own and its word's splits."""
+    return (*leaf.seqs, *_splits(leaf))
 
 
 _COMPARE: dict[str, Callable[[int, int], bool]] = {
@@ -619,7 +666,7 @@ def _bits(index: PaperIndex, node: q.Node) -> tuple[int, int]:
         for field_names, keys in _adjacent_pairs(node):
             for field_name in field_names:
                 for key in keys:
-                    strong |= index.gram(field_name, key)
+                    strong |= index.seq_bits(field_name, key)
         return present, present & strong
     if isinstance(node, q.Or):
         present = strong = 0
@@ -635,19 +682,36 @@ def _bits(index: PaperIndex, node: q.Node) -> tuple[int, int]:
 
 
 _FIELDS = ("title", "abstract")
-_pair_cache: dict[q.And, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {}
+_pair_cache: dict[q.And, tuple[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ...]] = {}
 
 
-def _adjacent_pairs(node: q.And) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
-    """For words written side by side, the term pairs that say they stand together."""
+def _together(a: q.Text, b: q.Text) -> tuple[tuple[str, ...], ...]:
+    """The term runs that say words written side by side stand together in a paper:
+    the last term of one next to the first of the other, or both as one word
+    ("fine tuning" written "finetuning")."""
+    one = q.joined_form(a, b)
+    keys = [
+        (sa[-1], sb[0])
+        for sa in a.seqs
+        for sb in b.seqs
+        if one is None or (one,) not in (sa, sb)  # the joined form is no neighbour
+    ]
+    if one is not None:
+        keys.append((one,))
+    return tuple(dict.fromkeys(keys))
+
+
+def _adjacent_pairs(
+    node: q.And,
+) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ...]:
+    """For words written side by side, the term runs that say they stand together."""
     cached = _pair_cache.get(node)
     if cached is None:
         out = []
         kids = node.children
         for a, b in itertools.pairwise(kids):
             if isinstance(a, q.Text) and isinstance(b, q.Text) and a.field == b.field:
-                keys = tuple(dict.fromkeys(f"{sa[-1]} {sb[0]}" for sa in a.seqs for sb in b.seqs))
-                out.append(((a.field,) if a.field else _FIELDS, keys))
+                out.append(((a.field,) if a.field else _FIELDS, _together(a, b)))
         cached = tuple(out)
         if len(_pair_cache) > 100_000:
             _pair_cache.clear()
@@ -660,7 +724,7 @@ class _Plan:
     """What to score for a query: its positive leaves and the word pairs written together."""
 
     leaves: tuple[q.Leaf, ...]
-    pairs: tuple[tuple[int, int, tuple[str, ...]], ...]  # leaf indexes, candidate bigrams
+    pairs: tuple[tuple[int, int, tuple[tuple[str, ...], ...]], ...]  # leaf indexes, runs
 
 
 _plans: dict[q.Node, _Plan] = {}
@@ -672,13 +736,12 @@ def _plan(root: q.Node) -> _Plan:
         return plan
     leaves = tuple(dict.fromkeys(q.leaves(root, positive_only=True)))
     where = {leaf: i for i, leaf in enumerate(leaves)}
-    pairs: list[tuple[int, int, tuple[str, ...]]] = []
+    pairs: list[tuple[int, int, tuple[tuple[str, ...], ...]]] = []
     for node in _ands(root):
         kids = node.children
         for a, b in itertools.pairwise(kids):
             if isinstance(a, q.Text) and isinstance(b, q.Text) and a.field == b.field:
-                keys = tuple(dict.fromkeys(f"{sa[-1]} {sb[0]}" for sa in a.seqs for sb in b.seqs))
-                pairs.append((where[a], where[b], keys))
+                pairs.append((where[a], where[b], _together(a, b)))
     plan = _Plan(leaves, tuple(pairs))
     if len(_plans) > 100_000:
         _plans.clear()
@@ -711,8 +774,8 @@ class _Scorer:
             (
                 i,
                 j,
-                _or(index.gram("title", k) for k in keys),
-                _or(index.gram("abstract", k) for k in keys),
+                _or(index.seq_bits("title", k) for k in keys),
+                _or(index.seq_bits("abstract", k) for k in keys),
             )
             for i, j, keys in self.plan.pairs
         ]
@@ -883,6 +946,17 @@ def evaluate(index: PaperIndex, query: q.Query | str) -> dict[int, Hit]:
     return {index.input_pos[pos]: scorer.hit(pos) for pos in positions(scorer.matched)}
 
 
+def in_passing(index: PaperIndex, query: q.Query | str) -> list[int]:
+    """The papers a query misses only because its words are there in passing (one
+    mention in the abstract, see :func:`_bits`): what quoting a word would add.
+
+    Positions in the sequence given to :func:`build_index`, ascending.
+    """
+    parsed = query if isinstance(query, q.Query) else q.parse(query)
+    present, strong = _bits(index, parsed.root)
+    return sorted(index.input_pos[pos] for pos in positions(present & ~strong))
+
+
 # --- explaining ------------------------------------------------------------------------
 
 
@@ -910,7 +984,7 @@ def explain(index: PaperIndex, pos: int, root: q.Node) -> tuple[list[str], str]:
         if isinstance(leaf, q.Text):
             for field_name in ("title", "abstract"):
                 if where in (field_name, "both"):
-                    terms.extend(_surfaces(index, pos, field_name, leaf.seqs))
+                    terms.extend(_surfaces(index, pos, field_name, index.forms(leaf)))
             shown, near_where = joined.get(leaf, (leaf.display, ""))
             if not shown:
                 continue
@@ -924,7 +998,7 @@ def explain(index: PaperIndex, pos: int, root: q.Node) -> tuple[list[str], str]:
             terms.extend(names)
             other.append("by " + ", ".join(names or [leaf.display]))
         elif isinstance(leaf, q.Category):
-            cats = [c for c in index._cats[pos] if c.lower().startswith(leaf.value)]
+            cats = [c for c in index._cats[pos] if _category_matches(leaf, c)]
             other.append("in " + ", ".join(cats or [leaf.value]))
         elif isinstance(leaf, q.Source):
             other.append(f"from {leaf.value}")
@@ -1220,12 +1294,7 @@ def _naive(
         for a, b in itertools.pairwise(kids):
             if isinstance(a, q.Text) and isinstance(b, q.Text) and a.field == b.field:
                 names = (a.field,) if a.field else _FIELDS
-                if any(
-                    _find_sequence(fields[n], (sa[-1], sb[0]))
-                    for n in names
-                    for sa in a.seqs
-                    for sb in b.seqs
-                ):
+                if any(_find_sequence(fields[n], key) for n in names for key in _together(a, b)):
                     strong = True
         return present, present and strong
     if isinstance(node, q.Or):
@@ -1237,9 +1306,10 @@ def _naive(
         names = (node.field,) if node.field else _FIELDS
         # Per written form: "self-driving" said once is one mention, though both
         # ("self", "drive") and ("selfdrive",) find it.
-        counts = {n: max(len(_find_sequence(fields[n], seq)) for seq in node.seqs) for n in names}
+        seqs = _forms(node)
+        counts = {n: max(len(_find_sequence(fields[n], seq)) for seq in seqs) for n in names}
         present = any(counts.values())
-        long_run = any(len(seq) >= 3 for seq in node.seqs) and counts.get("abstract", 0) > 0
+        long_run = any(len(seq) >= 3 for seq in seqs) and counts.get("abstract", 0) > 0
         strong = (
             (present and (node.quoted or node.field == "abstract" or long_run))
             or counts.get("title", 0) > 0
@@ -1255,7 +1325,7 @@ def _naive_leaf(node: q.Node, paper: PaperLike) -> bool:
         return any(_author_matches(node, _parse_author(str(a))) for a in paper.authors or [])
     if isinstance(node, q.Category):
         cats = [str(c).lower() for c in paper.categories or []]
-        return any(c.startswith(node.value) if node.prefix else c == node.value for c in cats)
+        return any(_category_matches(node, c) for c in cats)
     if isinstance(node, q.Source):
         return node.value in {str(s).lower() for s in paper.sources or []}
     if isinstance(node, q.Upvotes):

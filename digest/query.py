@@ -14,26 +14,41 @@ Syntax
     ``abstract:``, to count any single mention). Case-insensitive, across
     simple inflections (model/models, LLM/LLMs, study/studies, tune/tuning). A
     hyphenated word matches written with a hyphen, a space or nothing:
-    ``fine-tuning`` finds "fine-tuning", "fine tuning" and "finetuning".
+    ``fine-tuning`` finds "fine-tuning", "fine tuning" and "finetuning"; so
+    does ``finetuning`` (a word also matches as two words in a row, unless one
+    of them is a common word), and ``fine tuning`` (words side by side also
+    match written as one word). Acronym plurals fold too (GPU/GPUs, ReLU/ReLUs).
     Common words (the, of, on, for, ...) are ignored outside quotes. Papers
     where the words stand together rank higher.
 ``"exact phrase"``
-    The words in this order, next to each other (inflections still fold).
+    The words in this order, next to each other (inflections still fold, and
+    two neighbouring words may be written as one: ``"fine tuning"`` finds
+    "finetuning"). A phrase of only common words is refused, like such a query.
 ``a OR b``, ``a AND b``, ``NOT a``, ``-a``, ``( ... )``
     Operators are upper case; lower-case "or"/"and"/"not" are ordinary
     (ignored) words. AND binds tighter than OR: ``a b OR c`` is ``(a b) OR c``.
 ``title:word``, ``title:"a phrase"``, ``title:(a OR b)``, ``abstract:...``
     Look only in the title or only in the abstract (``ti:``, ``abs:`` too).
+``title:-word``, ``author:-lopez``, ``cat:-cs.CV``
+    A ``-`` right after any field's colon negates the term, as ``-title:word``
+    does: what a reader who puts the minus there means (it used to be dropped,
+    which silently turned the query into its opposite).
 ``author:bengio``, ``author:"yoshua bengio"``
     An author by surname, or full name: matches "Yoshua Bengio", "Y. Bengio"
     and "Bengio, Yoshua" (``au:`` too).
 ``cat:cs.LG``, ``cat:cs.*``
-    arXiv category, exact or by prefix.
+    arXiv category, exact, or with ``.*`` the archive and its subcategories
+    (``cat:math.*`` is math and math.CO, not math-ph; a bare ``*`` is a plain
+    prefix: ``cat:cs.L*`` is cs.LG and cs.LO).
 ``source:hf``
     Papers seen in a source ("hf" Hugging Face Daily Papers, "arxiv", or a
     feed's host name).
 ``upvotes:>=10``
     Hugging Face upvotes; ``>``, ``>=``, ``<``, ``<=``, ``=``.
+Never a silent match-nothing
+    A query that can match no paper is refused with the reason: only NOT terms,
+    a term and its own negation side by side (``x -x``), an empty upvotes range
+    (``upvotes:>50 upvotes:<10``), only common words.
 ``trending``
     On its own, the built-in topic: the period's most upvoted Hugging Face
     papers (as a word inside a longer query it is just a word).
@@ -120,7 +135,9 @@ class Author:
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class Category:
-    value: str  # lower-cased, without a trailing ".*"
+    # Lower-cased. With ``prefix``, the start of the category with a "." after it:
+    # cat:math.* -> "math." (math, math.CO; not math-ph), cat:cs.L* -> "cs.l".
+    value: str
     prefix: bool = False
     _h: int = field(default=0, init=False, repr=False, compare=False)
 
@@ -236,7 +253,9 @@ _CATEGORY_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*(\.\*|\*)?\
 _LIKE_RE = re.compile(
     r"(?:arxiv:)?([0-9]{4}\.[0-9]{4,5}|[a-z-]+(?:\.[A-Z]{2})?/[0-9]{7})(?:v[0-9]+)?\Z", re.I
 )
-_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"'})
+#: Every character the language reads as a double quote (typographic ones included).
+QUOTE_CHARACTERS = '"“”„«»'
+_QUOTES = str.maketrans({c: '"' for c in QUOTE_CHARACTERS[1:]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +321,14 @@ def _lex(text: str) -> list[_Tok]:
                         f"{name}: expects {what} like {_example(canonical)} (no space after the colon)",
                         col,
                     )
+                # title:-word is -title:word; dropping the minus would mean the opposite.
+                minus_col = col + len(name) + 1
+                while value.startswith("-"):
+                    out.append(_Tok("MINUS", "-", minus_col))
+                    value = value[1:]
+                    minus_col += 1
+                if not value and (i >= n or text[i] not in '("'):
+                    raise QueryError(f"{name}:- needs a value after the minus", col)
                 out.append(_Tok("FIELD", value, col, canonical))
                 continue
             out.append(_Tok("WORD", word, col))
@@ -325,12 +352,14 @@ def _example(field: str) -> str:
 
 
 class _Parser:
-    def __init__(self, tokens: list[_Tok]) -> None:
+    def __init__(self, tokens: list[_Tok], source: str) -> None:
         self.tokens = tokens
+        self.source = source
         self.i = 0
         self.depth = 0
         self.terms = 0
         self.dropped: list[str] = []  # stop words left out, for the error message
+        self.dropped_quoted = False  # ... some of them in quotes
 
     def peek(self) -> _Tok:
         return self.tokens[self.i]
@@ -366,6 +395,7 @@ class _Parser:
 
     def and_expr(self, field: str | None) -> Node | None:
         parts: list[Node] = []
+        spans: list[tuple[int, int]] = []  # each part's columns, for error messages
         seen = False  # a term was read, even one dropped as a common word
         while True:
             tok = self.peek()
@@ -382,11 +412,44 @@ class _Parser:
             seen = True
             if node is not None:
                 parts.append(node)
+                spans.append((tok.column, self.peek().column))
         if not parts:
             return None
+        self.refuse_contradictions(parts, spans)
         if len(parts) == 1:
             return parts[0]
-        return And(tuple(parts))
+        return And(_with_joined_forms(parts))
+
+    def shown(self, span: tuple[int, int]) -> str:
+        return self.source[span[0] - 1 : span[1] - 1].strip()
+
+    def refuse_contradictions(self, parts: list[Node], spans: list[tuple[int, int]]) -> None:
+        """Refuse what no paper can satisfy at one level of ANDs: a term and its own
+        negation (x -x), or upvote bounds that leave no number (upvotes:>50 upvotes:<10).
+        Only the obvious: a reader who wrote either meant something else."""
+        if len(parts) < 2 or not any(isinstance(p, Not | Upvotes) for p in parts):
+            return
+        wanted: dict[object, tuple[int, int]] = {}
+        for node, span in zip(parts, spans, strict=True):
+            if not isinstance(node, Not):
+                wanted.setdefault(_same_term(node), span)
+        for node, span in zip(parts, spans, strict=True):
+            if isinstance(node, Not) and _same_term(node.child) in wanted:
+                raise QueryError(
+                    f"query matches nothing: {self.shown(span)} excludes "
+                    f"{self.shown(wanted[_same_term(node.child)])}, which it also asks for",
+                    span[0],
+                )
+        low, high = 0, MAX_UPVOTES + 1
+        bounds: list[tuple[int, int]] = []
+        for node, span in zip(parts, spans, strict=True):
+            if isinstance(node, Upvotes):
+                bounds.append(span)
+                lo, hi = _upvote_range(node)
+                low, high = max(low, lo), min(high, hi)
+                if low > high:
+                    shown = " and ".join(self.shown(b) for b in bounds)
+                    raise QueryError(f"query matches nothing: no upvote count is {shown}", span[0])
 
     def unary(self, field: str | None) -> Node | None:
         tok = self.peek()
@@ -436,20 +499,37 @@ class _Parser:
         words = textmod.query_words(written)
         if words and all(textmod.is_stop_word(w) for w in words):
             self.dropped.extend(words)
+            self.dropped_quoted |= quoted
             return None
         if not words:
             if quoted:
                 raise QueryError("phrase has no words", column)
             return None
         self.count(column)
+        if len(words) == 1:
+            return Text(field, textmod.alternatives(words[0]), words[0], quoted)
         per_word = [textmod.alternatives(w) for w in words]
-        combos = 1
-        for alts in per_word:
-            combos *= len(alts)
+        # The phrase as written, and with each pair of neighbours written as one word
+        # ("fine tuning" -> "finetuning"): one pair at a time, so the count stays linear.
+        spellings = [per_word]
+        for k in range(len(words) - 1):
+            one = textmod.joined(words[k], words[k + 1])
+            if one is not None:
+                spellings.append([*per_word[:k], ((one,),), *per_word[k + 2 :]])
+        combos = 0
+        for spelling in spellings:
+            product = 1
+            for alts in spelling:
+                product *= len(alts)
+            combos += product
         if combos > 64:
-            raise QueryError("phrase has too many hyphenated words", column)
+            raise QueryError("phrase has too many words with several spellings", column)
         seqs = tuple(
-            tuple(itertools.chain.from_iterable(choice)) for choice in itertools.product(*per_word)
+            dict.fromkeys(
+                tuple(itertools.chain.from_iterable(choice))
+                for spelling in spellings
+                for choice in itertools.product(*spelling)
+            )
         )
         return Text(field, seqs, " ".join(words), quoted)
 
@@ -478,7 +558,9 @@ class _Parser:
                 )
             raw = value.strip().lower()
             if m.group(1):
-                return Category(raw[: -len(m.group(1))], prefix=True)
+                # Keep the "." of ".*": the archive's subcategories, not every
+                # category spelled with the same start (math.* is not math-ph).
+                return Category(raw[:-1], prefix=True)
             return Category(raw)
         if name == "source":
             src = value.strip().lower()
@@ -492,7 +574,11 @@ class _Parser:
             number = int(m.group(2))
             if number > MAX_UPVOTES:
                 raise QueryError("upvotes: number too large", col)
-            return Upvotes(m.group(1) or ">=", number)
+            node = Upvotes(m.group(1) or ">=", number)
+            low, high = _upvote_range(node)
+            if low > high:
+                raise QueryError(f"upvotes:{value.strip()} never matches: counts start at 0", col)
+            return node
         if name == "like":
             m = _LIKE_RE.match(value.strip())
             if not m:
@@ -521,6 +607,59 @@ def _author(value: str, column: int) -> Author:
     given = tuple(textmod.normalise(g) for g in given_words)
     display = " ".join([*given_words, *surname_words])
     return Author(surname, given, display)
+
+
+def _upvote_range(node: Upvotes) -> tuple[int, int]:
+    """The counts an upvotes term allows, as an inclusive range of whole numbers."""
+    top = MAX_UPVOTES + 1
+    return {
+        ">": (node.value + 1, top),
+        ">=": (node.value, top),
+        "<": (0, node.value - 1),
+        "<=": (0, node.value),
+        "=": (node.value, node.value),
+    }[node.op]
+
+
+def _same_term(node: Node) -> object:
+    """What makes two terms the same for a contradiction: not how they were written
+    (``X`` and ``x``), nor whether quoted (any mention defeats a negation)."""
+    if isinstance(node, Text):
+        return ("text", node.field, node.seqs)
+    return node
+
+
+def joined_form(a: Node, b: Node) -> str | None:
+    """The term of two plain query words written side by side, as one word ("fine",
+    "tuning" -> "finetun"), or None: they also match written that way."""
+    if (
+        isinstance(a, Text)
+        and isinstance(b, Text)
+        and a.field == b.field
+        and not (a.quoted or b.quoted)
+        and " " not in a.display
+        and " " not in b.display
+    ):
+        return textmod.joined(a.display, b.display)
+    return None
+
+
+def _with_joined_forms(parts: list[Node]) -> tuple[Node, ...]:
+    """Let each pair of plain words side by side also be found written as one word:
+    ``fine tuning`` finds "Finetuning LLMs" (both words are there, as one)."""
+    extra: list[list[tuple[str, ...]]] = [[] for _ in parts]
+    for k in range(len(parts) - 1):
+        one = joined_form(parts[k], parts[k + 1])
+        if one is not None:
+            extra[k].append((one,))
+            extra[k + 1].append((one,))
+    out: list[Node] = []
+    for node, more in zip(parts, extra, strict=True):
+        if more and isinstance(node, Text):
+            seqs = tuple(dict.fromkeys([*node.seqs, *more]))
+            node = Text(node.field, seqs, node.display, node.quoted)
+        out.append(node)
+    return tuple(out)
 
 
 def _require_semantic(column: int | None) -> None:
@@ -573,14 +712,17 @@ def _parse(text: str) -> Query:
         if not content:
             raise QueryError("~ needs a sentence after it, e.g. ~safety of reasoning models")
         return Query(text, Semantic(sentence))
-    parser = _Parser(_lex(source))
+    parser = _Parser(_lex(source), source)
     root = parser.parse()
     if root is None:
         if parser.dropped:
             shown = ", ".join(f"'{w}'" for w in dict.fromkeys(w.lower() for w in parser.dropped))
+            # Quoting does not help here (a phrase needs one word that is not common),
+            # so do not suggest it.
+            quoted = ", quoted or not" if parser.dropped_quoted else ""
             raise QueryError(
-                f"query has only common words ({shown}) that would match almost every paper; "
-                "add a more specific word or put a phrase in quotes"
+                f"query has only common words ({shown}) that would match almost every "
+                f"paper{quoted}; add a more specific word"
             )
         raise QueryError("query has no words to match")
     if not _positive(root):

@@ -125,7 +125,7 @@ class ImportReport:
 
 # The quote characters of the query language (it reads “ ” „ « » as "), so a ``;`` inside
 # a phrase is not split whichever quotes the reader typed.
-_QUOTE_CHARS = '"' + "".join(chr(c) for c in query_language._QUOTES)
+_QUOTE_CHARS = query_language.QUOTE_CHARACTERS
 _QUOTE_CLASS = re.escape(_QUOTE_CHARS)
 # An escape, a separator or quote, a run of anything else, or a backslash escaping nothing.
 _CELL_TOKEN = re.compile(rf"\\[\\;]|[;{_QUOTE_CLASS}]|[^\\;{_QUOTE_CLASS}]+|\\")

@@ -4,7 +4,10 @@ Both sides must cut text into the same terms, or a query word could never meet
 the paper word it names. The rules:
 
 - Text is NFKC-normalised, case-folded and stripped of accents ("Müller" ->
-  "muller"); a possessive "'s" is dropped.
+  "muller"); letters that are not a base letter plus an accent, and so survive
+  that, are spelled the way an ASCII keyboard writes them ("Łódź" -> "lodz",
+  "Yılmaz" -> "yilmaz", ø, đ, ß -> ss, æ -> ae, œ -> oe, þ -> th; ’ -> ').
+  A possessive "'s" is dropped.
 - A word is a run of letters and digits. A hyphenated compound ("fine-tuning",
   "GPT-4") yields its parts at consecutive positions *and* the joined word
   ("finetuning") spanning them, so "fine-tuning", "fine tuning" and
@@ -14,13 +17,25 @@ the paper word it names. The rules:
   model/models/modeling, LLM/LLMs, study/studies, tune/tuning, attack/attacked,
   but keeps derivations apart (fair/fairness, safe/safety, detect/detection),
   which full stemmers (Porter, Snowball) merge, at a cost in precision a
-  reader notices ("fairness" matching "a fair comparison").
+  reader notices ("fairness" matching "a fair comparison"). "embed" keeps its
+  -ed (it is the root of "embedded" and "embeddings", not an inflection).
+- A final s after a vowel is not a plural in English stems (focus, analysis,
+  bias), but it is after an acronym: written after a capital ("GPUs", "ReLUs",
+  "APIs") it goes, so GPU/GPUs and ReLU/ReLUs meet. A lower-case query word
+  cannot show that, so the query side tries both readings of it ("gpus" finds
+  "GPU" and "GPUs"); the paper side needs no guess.
+- Two words written side by side may be one word written apart, or the other
+  way round: a query word also matches as two words in a row ("finetuning"
+  finds "fine tuning", see :func:`splits`), and query words side by side also
+  match written as one word (:func:`joined`), so fine-tuning, finetuning and
+  "fine tuning" all meet whichever the reader types.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import NamedTuple
 
 # Function words dropped from unquoted queries: they would make an AND of them
@@ -174,6 +189,32 @@ _WORD = re.compile(r"[^\W_]+(?:[-‐‑–][^\W_]+)*")
 _PART = re.compile(r"[^\W_]+")
 _POSSESSIVE = re.compile(r"(?<=[^\W_])['’]s\b")
 _VOWELS = frozenset("aeiou")
+# Letters NFKD leaves whole (they are letters of their own, not a letter plus an
+# accent), spelled as a reader without them types; applied after case-folding
+# (which already makes ß "ss").
+_FOLD = str.maketrans(
+    {
+        "ı": "i",
+        "ł": "l",
+        "ŀ": "l",
+        "ø": "o",
+        "đ": "d",
+        "ð": "d",
+        "ħ": "h",
+        "ŧ": "t",
+        "ŋ": "n",
+        "ĸ": "k",
+        "þ": "th",
+        "æ": "ae",
+        "œ": "oe",
+        "’": "'",
+        "‘": "'",
+        "ʼ": "'",
+    }
+)
+# Roots that end in -ed: stripping it would part "embed" from "embedded"/"embedding"
+# (which lose a doubled d instead). No spelling rule tells these from "opened".
+_ED_ROOTS = ("embed", "imbed")
 
 
 class Token(NamedTuple):
@@ -193,7 +234,7 @@ def normalise(word: str) -> str:
     cached = _norm_cache.get(word)
     if cached is not None:
         return cached
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    decomposed = unicodedata.normalize("NFKD", word.casefold().translate(_FOLD))
     folded = "".join(c for c in decomposed if not unicodedata.combining(c))
     if len(_norm_cache) < 500_000:
         _norm_cache[word] = folded
@@ -252,7 +293,9 @@ def _stem(word: str) -> str:
     ):
         word = word[:-1]
     # Step 1b: -eed, -ed, -ing.
-    if word.endswith("eed"):
+    if word.endswith(_ED_ROOTS):
+        pass
+    elif word.endswith("eed"):
         if _measure(word[:-3]) > 0:
             word = word[:-1]
     else:
@@ -297,6 +340,10 @@ def stem(word: str) -> str:
 
 def term(word: str) -> str:
     """normalise + stem: the indexed form of one written word."""
+    # A capital before a final lower-case s marks an acronym's plural (GPUs, ReLUs,
+    # APIs), which the stemmer would keep after a vowel (focus, analysis).
+    if len(word) > 2 and word[-1] == "s" and word[-2].isupper():
+        word = word[:-1]
     return stem(normalise(word))
 
 
@@ -330,8 +377,52 @@ def alternatives(written: str) -> tuple[tuple[str, ...], ...]:
     if not parts:
         return ()
     if len(parts) == 1:
-        return ((term(parts[0]),),)
+        word = parts[0]
+        single = term(word)
+        # "gpus" may be "GPUs", whose s the paper side drops (see term()).
+        if len(word) > 3 and word[-1] in "sS" and single[-1:] == "s" and single[-2] in _VOWELS:
+            acronym = term(word[:-1])
+            if acronym != single:
+                return ((single,), (acronym,))
+        return ((single,),)
     return (tuple(term(p) for p in parts), (term("".join(parts)),))
+
+
+@lru_cache(maxsize=65536)
+def joined(first: str, second: str) -> str | None:
+    """The term of two written words written as one ("fine", "tuning" -> "finetun"),
+    or None unless both are plain words (no hyphen or dot parts, not common words)."""
+    if is_stop_word(first) or is_stop_word(second):
+        return None
+    a, b = _PART.findall(first), _PART.findall(second)
+    if len(a) != 1 or len(b) != 1:
+        return None
+    return term(a[0] + b[0])
+
+
+_MIN_PART = 2
+
+
+@lru_cache(maxsize=65536)
+def splits(written: str) -> tuple[tuple[str, str], ...]:
+    """The term pairs one written word would be if written as two words in a row:
+    "finetuning" -> (..., ("fine", "tune"), ...).
+
+    Every split into two parts of two letters or more, except into a common word
+    ("notable" is not "not able", "online" not "on line"). Most pairs never occur
+    in a paper; looking them up costs one dictionary probe each.
+    """
+    parts = _PART.findall(written)
+    if len(parts) != 1 or not parts[0].isalpha():
+        return ()
+    word = parts[0]
+    out: list[tuple[str, str]] = []
+    for cut in range(_MIN_PART, len(word) - _MIN_PART + 1):
+        left, right = word[:cut], word[cut:]
+        if is_stop_word(left) or is_stop_word(right):
+            continue
+        out.append((term(left), term(right)))
+    return tuple(dict.fromkeys(out))
 
 
 def query_words(text: str) -> list[str]:

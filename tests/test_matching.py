@@ -57,9 +57,11 @@ def test_hyphenated_words_match_all_three_spellings() -> None:
         paper(3, "Fine tuning without labels"),
         paper(4, "Fine wines and tuning forks", "tuning is fine"),
     ]
-    assert ids(papers, "fine-tuning") == {1, 2, 3}
-    # the joined spelling finds the hyphenated one; "fine tuning" needs the hyphen in the query
-    assert ids(papers, "finetuning") == {1, 2}
+    # whichever spelling the reader types
+    for query in ("fine-tuning", "finetuning", '"fine tuning"', "Fine-Tuned"):
+        assert ids(papers, query) == {1, 2, 3}, query
+    # two words anywhere, and written as one
+    assert ids(papers, "fine tuning") == {1, 2, 3, 4}
 
 
 def test_phrase_needs_the_words_in_a_row() -> None:
@@ -368,3 +370,87 @@ def test_top_k_per_subscriber_equals_scoring_everything(texts: list[str], k: int
     fast = match_subscriber(SEED_INDEX, topics, k)
     got = [(mp.paper.id, mp.score, [h.topic_id for h in mp.hits]) for mp in fast]
     assert got == _brute_force(SEED_PAPERS, topics, k)
+
+
+# --- audit fixes -----------------------------------------------------------------------
+
+
+def test_minus_after_a_field_colon_excludes() -> None:
+    papers = [
+        paper(1, "Machine unlearning for models", authors=["Ana Lopez"], categories=["cs.LG"]),
+        paper(2, "Safety of models", "Models and safety, safety again.", authors=["Bo Li"]),
+        paper(3, "Robust models", "Nothing here.", categories=["cs.CV"]),
+    ]
+    assert ids(papers, "models title:-unlearning") == {2, 3}
+    assert ids(papers, "models author:-lopez") == {2, 3}
+    assert ids(papers, "models abstract:-safety") == {1, 3}
+    assert ids(papers, "models cat:-cs.CV") == {1, 2}
+
+
+@pytest.mark.parametrize(
+    ("query", "title"),
+    [
+        ("GPU", "Training on many GPUs"),
+        ("GPUs", "Training on one GPU"),
+        ("gpus", "Training on many GPUs"),
+        ("gpus", "Training on one GPU"),
+        ("ReLU", "Why ReLUs work"),
+        ("ReLUs", "A ReLU network"),
+        ("TPUs", "TPU pods"),
+        ("APIs", "An API for agents"),
+        ("embed", "Sentence embeddings"),
+        ("embed", "Embedded systems"),
+        ("embeddings", "How to embed a graph"),
+        ("author:yilmaz", "Anything"),
+        ('author:"Lukasz Berg"', "Anything"),
+        ("author:o'brien", "Anything"),
+        ("lodz", "A dataset from Łódź"),
+        ("orsted", "Ørsted wind farms"),
+    ],
+)
+def test_spellings_that_should_meet_do(query: str, title: str) -> None:
+    papers = [paper(1, title, authors=["Ayşe Yılmaz", "Łukasz Berg", "Seán O’Brien"])]
+    assert ids(papers, query) == {1}
+
+
+def test_ties_are_broken_by_first_seen_then_published() -> None:
+    # one fetch: the same first-seen time; the newer publication comes first
+    papers = [
+        paper(1, "Diffusion models", published_at=T0 - timedelta(days=3)),
+        paper(2, "Diffusion models", published_at=T0 - timedelta(days=1)),
+        paper(3, "Diffusion models", published_at=T0 - timedelta(days=2)),
+        paper(4, "Diffusion models", first_seen_at=T0 + timedelta(hours=1)),
+    ]
+    assert ranked(papers, "diffusion models") == [4, 2, 3, 1]
+    index = build_index(papers)
+    topics = [spec("diffusion"), spec("models")]
+    assert [mp.paper.id for mp in match_subscriber(index, topics, 10)] == [4, 2, 3, 1]
+    assert [mp.paper.id for mp in match_subscriber(index, topics, 2)] == [4, 2]
+
+
+def test_category_wildcard_means_the_archive_not_a_string_prefix() -> None:
+    papers = [
+        paper(1, "A", categories=["math.CO"]),
+        paper(2, "B", categories=["math-ph"]),
+        paper(3, "C", categories=["math"]),
+        paper(4, "D", categories=["cs.LG"]),
+        paper(5, "E", categories=["cs.LO"]),
+    ]
+    assert ids(papers, "cat:math.*") == {1, 3}
+    assert m.naive_matches(papers, "cat:math.*") == {0, 2}
+    assert ids(papers, "cat:cs.L*") == {4, 5}
+    (mp,) = match_subscriber(build_index(papers), [spec("cat:math.* -cat:math")], 5)
+    assert mp.reason == "in math.CO"
+
+
+def test_in_passing_lists_what_only_a_passing_mention_keeps_out() -> None:
+    papers = [
+        paper(1, "Robust controllers", "We compare against jailbreak attacks once."),
+        paper(2, "Jailbreak attacks", "Nothing else."),
+        paper(3, "Graph kernels", "Nothing."),
+    ]
+    index = build_index(papers)
+    assert set(evaluate(index, "jailbreak")) == {1}
+    assert m.in_passing(index, "jailbreak") == [0]
+    assert set(evaluate(index, '"jailbreak"')) == {0, 1}  # what the hint says to do
+    assert m.in_passing(index, '"jailbreak"') == []

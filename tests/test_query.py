@@ -21,7 +21,11 @@ def texts(node: q.Node) -> list[q.Text]:
 def test_words_are_an_implicit_and_of_stemmed_terms() -> None:
     root = parse("Machine Unlearning").root
     assert isinstance(root, q.And)
-    assert [t.seqs for t in texts(root)] == [(("machin",),), (("unlearn",),)]
+    # each word, or both written as one word ("machineunlearning")
+    assert [t.seqs for t in texts(root)] == [
+        (("machin",), ("machineunlearn",)),
+        (("unlearn",), ("machineunlearn",)),
+    ]
     assert [t.display for t in texts(root)] == ["Machine", "Unlearning"]
 
 
@@ -108,7 +112,7 @@ def test_author_forms(text: str, surname: str, given: tuple[str, ...]) -> None:
 
 def test_category_source_and_upvotes() -> None:
     assert parse("cat:cs.LG").root == q.Category("cs.lg")
-    assert parse("cat:cs.*").root == q.Category("cs", prefix=True)
+    assert parse("cat:cs.*").root == q.Category("cs.", prefix=True)  # keeps the "."
     assert parse("source:HF").root == q.Source("hf")
     for op in (">", ">=", "<", "<=", "="):
         assert parse(f"upvotes:{op}10").root == q.Upvotes(op, 10)
@@ -255,3 +259,88 @@ def test_query_shaped_text_parses_or_raises_query_error(text: str) -> None:
         assert str(exc)
     else:
         assert q.leaves(result.root)
+
+
+# --- audit fixes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("safety title:-unlearning", "safety -title:unlearning"),
+        ("safety abstract:-safety", "safety -abstract:safety"),
+        ("safety author:-lopez", "safety -author:lopez"),
+        ("safety cat:-cs.CV", "safety -cat:cs.CV"),
+        ('safety title:-"machine unlearning"', 'safety -title:"machine unlearning"'),
+        ("safety title:-(a OR b)", "safety -title:(a OR b)"),
+    ],
+)
+def test_minus_after_a_field_colon_negates_the_term(written: str, meant: str) -> None:
+    assert parse(written).root == parse(meant).root
+
+
+def test_minus_after_a_field_colon_needs_a_value() -> None:
+    with pytest.raises(QueryError, match="title:- needs a value after the minus at column 8"):
+        parse("safety title:-")
+    with pytest.raises(QueryError, match="only NOT terms"):
+        parse("title:-unlearning")
+
+
+def test_category_wildcard_after_a_dot_is_the_archive_and_a_bare_star_a_prefix() -> None:
+    assert parse("cat:math.*").root == q.Category("math.", prefix=True)
+    assert parse("cat:cs.L*").root == q.Category("cs.l", prefix=True)
+
+
+def test_quoted_phrase_also_tries_neighbours_written_as_one_word() -> None:
+    (leaf,) = texts(parse('"fine tuning"').root)
+    assert leaf.seqs == (("fine", "tune"), ("finetun",))
+    (leaf,) = texts(parse('"pre training data"').root)
+    assert leaf.seqs == (("pre", "train", "data"), ("pretrain", "data"), ("pre", "trainingdata"))
+    # common words are not glued to their neighbours
+    (leaf,) = texts(parse('"out of distribution"').root)
+    assert leaf.seqs == (("out", "of", "distribution"),)
+
+
+def test_words_side_by_side_also_match_written_as_one() -> None:
+    fine, tuning, llms = texts(parse("fine tuning LLMs").root)
+    assert fine.seqs == (("fine",), ("finetun",))
+    assert tuning.seqs == (("tune",), ("finetun",), ("tuningllm",))
+    assert llms.seqs == (("llm",), ("tuningllm",))
+    # quoted words and words in different fields keep to themselves
+    assert [t.seqs for t in texts(parse('"fine" tuning title:x').root)] == [
+        (("fine",),),
+        (("tune",),),
+        (("x",),),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('"the of"', "query has only common words ('the', 'of') that would match almost "
+         "every paper, quoted or not; add a more specific word"),
+        ("the of", "query has only common words ('the', 'of') that would match almost "
+         "every paper; add a more specific word"),
+        ("x -x", "query matches nothing: -x excludes x, which it also asks for at column 3"),
+        ("Graph models NOT graph", "NOT graph excludes Graph, which it also asks for at column 14"),
+        ('fraud "x" -title:y -x', "-x excludes \"x\", which it also asks for at column 20"),
+        ("(a OR b) c -(a OR b)", "-(a OR b) excludes (a OR b)"),
+        ("upvotes:>50 upvotes:<10", "query matches nothing: no upvote count is upvotes:>50 "
+         "and upvotes:<10 at column 13"),
+        ("llm upvotes:=5 upvotes:>=6", "no upvote count is upvotes:=5 and upvotes:>=6"),
+        ("llm upvotes:<0", "upvotes:<0 never matches: counts start at 0 at column 5"),
+    ],
+)  # fmt: skip
+def test_queries_that_can_never_match_are_refused(text: str, message: str) -> None:
+    with pytest.raises(QueryError) as info:
+        parse(text)
+    assert message in str(info.value)
+    assert "put a phrase in quotes" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x -title:x", "x -(x y)", "upvotes:>=10 upvotes:<=10", "x OR -x y", "(x) -y x2"],
+)
+def test_only_obvious_contradictions_are_refused(text: str) -> None:
+    assert parse(text)

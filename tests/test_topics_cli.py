@@ -128,3 +128,36 @@ def test_backtest_refuses_a_bad_query(run) -> None:  # type: ignore[no-untyped-d
     assert one_line_error(run("test", "--", "-survey")) == (
         'bad topic query "-survey": query matches nothing: only NOT terms; add a word to look for'
     )
+
+
+def test_backtest_says_how_many_papers_mention_the_words_only_in_passing(run) -> None:  # type: ignore[no-untyped-def]
+    # "forgetting" is said once in two abstracts and in no title: a passing mention
+    data = json.loads(run("test", "forgetting", "--json").stdout)
+    assert (data["matched"], data["in_passing"]) == (0, 2)
+    hint = 'quote the word ("forgetting") to include them'
+    assert data["hint"] == f"2 more papers mention it only in passing; {hint}"
+    text = run("test", "forgetting").stdout.splitlines()
+    assert text == [
+        "0 of 3 papers first seen in the last 7 days match.",
+        f"2 more papers mention it only in passing; {hint}",
+    ]
+    # quoting it does what the hint says; nothing is left to hint about
+    data = json.loads(run("test", '"forgetting"', "--json").stdout)
+    assert (data["matched"], data["in_passing"], data["hint"]) == (2, 0, None)
+    assert "in passing" not in run("test", "machine unlearning").stdout
+
+
+def test_a_query_may_start_with_a_minus(run, db: Settings) -> None:  # type: ignore[no-untyped-def]
+    result = run("test", "-survey unlearning", "--days", "7", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["query"] == "-survey unlearning"
+    # '-survey hallucination' has an h: not -h (help)
+    assert run("test", "-survey hallucination").stdout.startswith("0 of 3 papers")
+    result = run("add", "ada@example.org", "-survey agents", "--label", "-agents-")
+    assert result.exit_code == 0, result.output
+    assert run("add", "ada@example.org", "--label", "X", "-diffusion audio").exit_code == 0
+    assert _topics(db) == [("-agents-", "-survey agents"), ("X", "-diffusion audio")]
+    # real options still work, unknown ones still fail, an explicit -- still works
+    assert "Backtest a query" in run("test", "-h").stdout
+    assert "No such option '--dyas'" in run("test", "--dyas", "3", "x").output
+    assert run("test", "--", "-survey unlearning").exit_code == 0

@@ -12,7 +12,7 @@ from digest import matching
 from digest import subscriptions as subs
 from digest.commands.common import echo_json, echo_table, open_session
 from digest.models import Paper, Subscriber, utcnow
-from digest.query import parse
+from digest.query import Query, Text, leaves, parse
 
 
 @click.group("topics")
@@ -22,10 +22,55 @@ def group() -> None:
     Query syntax (try one with `digest topics test QUERY`): words (all must
     appear, one more than in passing; model matches models, fine-tuning matches
     finetuning), "exact phrase",
-    OR, NOT or -word, (groups), title: abstract: author: cat:cs.LG cat:cs.*
+    OR, NOT or -word (title:-word too), (groups), title: abstract: author: cat:cs.LG cat:cs.*
     source:hf upvotes:>=10, the built-in topic `trending`, and with the semantic
     extra ~a plain-language description or like:2401.00001.
     """
+
+
+class QueryCommand(click.Command):
+    """A command whose QUERY may start with '-' ('-survey agents' excludes surveys).
+
+    click would read such an argument as options (-s -u -r ... and -h is help), so
+    before it parses, an argument that starts with a single '-' and is none of the
+    command's options is moved after a '--', where click takes it as it is, in
+    order with the other arguments. Real options still work anywhere; an unknown
+    '--option' still fails as click says.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        names: set[str] = set()
+        valued: set[str] = set()  # options that take the next argument as their value
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                names.update(param.opts, param.secondary_opts)
+                if not param.is_flag and not param.count:
+                    valued.update(param.opts)
+        front: list[str] = []
+        moved: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                moved.extend(args[i + 1 :])
+                break
+            if arg in valued and i + 1 < len(args):
+                front += [arg, args[i + 1]]
+                i += 2
+                continue
+            if (
+                arg.startswith("-")
+                and not arg.startswith("--")
+                and len(arg) > 1
+                and arg not in names
+            ):
+                moved.append(arg)
+            else:
+                front.append(arg)
+            i += 1
+        if moved:
+            args = [*front, "--", *moved]
+        return super().parse_args(ctx, args)
 
 
 def _subscriber(session: Session, email: str) -> Subscriber:
@@ -35,7 +80,7 @@ def _subscriber(session: Session, email: str) -> Subscriber:
     return found
 
 
-@group.command("add")
+@group.command("add", cls=QueryCommand)
 @click.argument("email")
 @click.argument("query")
 @click.option("--label", help="A name for the topic in emails (default: the query).")
@@ -43,6 +88,8 @@ def add(email: str, query: str, label: str | None) -> None:
     """Save a topic for a subscriber.
 
     Example: digest topics add ada@example.org '"machine unlearning" OR title:forgetting' --label Unlearning
+
+    A query may start with '-': digest topics add ada@example.org '-survey agents'
     """
     with open_session() as session:
         subscriber = _subscriber(session, email)
@@ -91,7 +138,7 @@ def remove(email: str, topic_id: int) -> None:
         click.echo(f'removed topic {topic_id} "{topic.label}" from {subscriber.email}')
 
 
-@group.command("test")
+@group.command("test", cls=QueryCommand)
 @click.argument("query")
 @click.option(
     "--days",
@@ -108,6 +155,9 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
     Use it to tune a topic before saving it.
 
     Example: digest topics test 'jailbreak attacks on LLMs -survey' --days 30
+
+    It also says how many papers mention the words only in passing (once in
+    the abstract), which a topic leaves out unless a word is quoted.
     """
     try:
         text = subs.validate_query(" ".join(query.split()))
@@ -128,6 +178,8 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
             lookup = semantic.like_lookup(session)
         index = matching.build_index(papers, like_lookup=lookup)
         total = len(matching.evaluate(index, parsed))
+        passing = len(matching.in_passing(index, parsed))
+        hint = _passing_hint(parsed, passing)
         spec = matching.TopicSpec(None, subs.default_label(text), parsed)
         matched = matching.match_subscriber(index, [spec], limit)
         if as_json:
@@ -137,6 +189,8 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
                     "days": days,
                     "papers_considered": len(papers),
                     "matched": total,
+                    "in_passing": passing,
+                    "hint": hint,
                     "papers": [
                         {
                             "id": mp.paper.id,
@@ -175,3 +229,22 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
             words = sorted({t.lower() for mp in matched for t in mp.terms})
             if words:
                 click.echo("matched words: " + ", ".join(words))
+        if hint:
+            click.echo(hint)
+
+
+def _passing_hint(parsed: Query, count: int) -> str | None:
+    """What to do about the papers left out as passing mentions, or None."""
+    words = [
+        leaf.display
+        for leaf in leaves(parsed.root, positive_only=True)
+        if isinstance(leaf, Text) and not leaf.quoted
+    ]
+    if not count or not words:
+        return None
+    papers = "1 more paper mentions" if count == 1 else f"{count} more papers mention"
+    if len(words) == 1:
+        how = f'quote the word ("{words[0]}")'
+    else:
+        how = f'quote one of the words (e.g. "{words[0]}")'
+    return f"{papers} it only in passing; {how} to include them"
