@@ -73,6 +73,7 @@ class DigestBuilder:
         self.suppressed = suppressed_keys(session, [d.subscriber.email_key for d in digests])
         self.arrived: dict[int, int] = {}
         self.matched: dict[int, list[matching.MatchedPaper]] = {}
+        self.beyond_limit: dict[int, int] = {}  # matched, but over the reader's maximum
         self._digests = digests
 
     # -- windows --------------------------------------------------------------------
@@ -146,6 +147,8 @@ class DigestBuilder:
             )
             for digest in group:
                 self.arrived[digest.id] = hi - lo
+                everything = matching.count_matches(index, topic_specs(digest.subscriber))
+                self.beyond_limit[digest.id] = everything - len(self.matched[digest.id])
 
     # -- one digest -----------------------------------------------------------------
 
@@ -220,6 +223,7 @@ class DigestBuilder:
             unsubscribe_url=unsubscribe,
             papers_arrived=arrived,
             weekly=subscriber.frequency is Frequency.WEEKLY,
+            beyond_limit=self.beyond_limit.get(digest.id, 0),
         )
 
     def _record(self, digest: Digest, outcome: Outcome) -> DigestStatus:

@@ -1131,6 +1131,22 @@ def match_subscriber(
     ]
 
 
+def count_matches(index: PaperIndex, topics: Sequence[TopicSpec]) -> int:
+    """How many papers match any of the topics (no topics: the trending papers).
+
+    What a digest capped at the reader's maximum leaves out is this less what it
+    shows; the email says so rather than drop them without a word. Cheap: the
+    topics' match sets are cached on the index by :func:`match_subscriber`.
+    """
+    roots: list[q.Node] = []
+    for spec in topics or [TopicSpec(None, "Trending", TRENDING)]:
+        try:
+            roots.append(spec.parsed().root)
+        except q.QueryError:
+            continue  # skipped by match_subscriber too
+    return _or(_scorer(index, root).matched for root in roots).bit_count()
+
+
 @dataclass(frozen=True, slots=True)
 class _TopList:
     """One topic's own best k on one index, kept for every reader with that topic."""

@@ -87,6 +87,7 @@ class DigestContext:
     near_misses: Sequence[MatchedPaper] = ()  # shown on a quiet day, if given
     web_url: str | None = None
     weekly: bool = False
+    beyond_limit: int = 0  # papers that matched but fell beyond the reader's maximum
 
 
 # --- text hygiene -------------------------------------------------------------------
@@ -521,6 +522,7 @@ def digest_view(
         "groups": groups,
         "brief": brief_cards,
         "more": len(papers) - shown,
+        "beyond_limit": max(0, ctx.beyond_limit),
         "near_misses": near,
         "topics": [clean_text(t, 80) for t in ctx.topic_labels if clean_text(t)],
         "manage_url": safe_url(ctx.manage_url),

@@ -448,3 +448,15 @@ def test_message_ids_differ_between_installations_that_reuse_row_ids(
         (row,) = digest_rows(settings)
         ids.append((row.id, row.message_id))
     assert ids[0][0] == ids[1][0] and ids[0][1] != ids[1][1]
+
+
+def test_papers_beyond_the_readers_maximum_are_counted_in_the_email(
+    smtp_settings: Settings, smtp_server: SmtpSink
+) -> None:
+    add_papers(smtp_settings, [*UNLEARNING, LATER_UNLEARNING], T - timedelta(hours=3))
+    add_reader(smtp_settings, "ada@example.org", "machine unlearning", max_papers=1)
+    assert run(smtp_settings, T) == {"sent": 1}
+    (row,) = digest_rows(smtp_settings)
+    assert len(row.paper_ids) == 1
+    text = body_text(parse(smtp_server.messages[0].data))
+    assert "2 more papers matched your topics; you get the best 1 paper a day" in text
