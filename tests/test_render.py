@@ -371,3 +371,16 @@ def test_abstracts_are_not_cut_after_an_abbreviation(abbreviation: str) -> None:
     )
     cut = cut_abstract(text)
     assert not cut.endswith(abbreviation), cut[-60:]
+
+
+@pytest.mark.parametrize(
+    ("labels", "said"),
+    [(LABELS, "3 more papers matched your topics"), ([], "3 more papers were trending")],
+)
+def test_papers_beyond_the_maximum_are_counted(labels: list[str], said: str) -> None:
+    rendered = render_digest(
+        context(email_settings(), seed_papers(2), topic_labels=labels, beyond_limit=3)
+    )
+    tail = "you get the best 2 papers a day, your limit."
+    assert f"{said}; {tail}" in rendered.html
+    assert f"{said}; {tail}" in " ".join(rendered.text.split())
