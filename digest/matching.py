@@ -1135,8 +1135,9 @@ def count_matches(index: PaperIndex, topics: Sequence[TopicSpec]) -> int:
     """How many papers match any of the topics (no topics: the trending papers).
 
     What a digest capped at the reader's maximum leaves out is this less what it
-    shows; the email says so rather than drop them without a word. Cheap: the
-    topics' match sets are cached on the index by :func:`match_subscriber`.
+    shows; the email says so rather than drop them without a word. Cheap: a few
+    big-integer operations over the leaf sets :func:`match_subscriber` cached on
+    the index (no scorer is built).
     """
     roots: list[q.Node] = []
     for spec in topics or [TopicSpec(None, "Trending", TRENDING)]:
@@ -1144,7 +1145,7 @@ def count_matches(index: PaperIndex, topics: Sequence[TopicSpec]) -> int:
             roots.append(spec.parsed().root)
         except q.QueryError:
             continue  # skipped by match_subscriber too
-    return _or(_scorer(index, root).matched for root in roots).bit_count()
+    return _or(_bits(index, root)[1] for root in roots).bit_count()
 
 
 @dataclass(frozen=True, slots=True)

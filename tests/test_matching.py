@@ -454,3 +454,20 @@ def test_in_passing_lists_what_only_a_passing_mention_keeps_out() -> None:
     assert m.in_passing(index, "jailbreak") == [0]
     assert set(evaluate(index, '"jailbreak"')) == {0, 1}  # what the hint says to do
     assert m.in_passing(index, '"jailbreak"') == []
+
+
+@pytest.mark.parametrize(
+    "topics",
+    [["machine unlearning"], ["jailbreak", "guardrails", "diffusion"], ["title:safety", "llm"]],
+)
+def test_count_matches_is_the_union_of_every_topics_matches(topics: list[str]) -> None:
+    papers = [
+        paper(i, p["title"], p["abstract"], first_seen_at=T0 + timedelta(minutes=i))
+        for i, p in enumerate(SEED)
+    ]
+    index = build_index(papers)
+    union = set().union(*(evaluate(index, t) for t in topics))
+    assert union, "the topics match something in the seed"
+    assert m.count_matches(index, [spec(t) for t in topics]) == len(union)
+    capped = match_subscriber(index, [spec(t) for t in topics], 2)
+    assert len(capped) == min(2, len(union))
