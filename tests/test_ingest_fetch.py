@@ -206,19 +206,17 @@ def test_feed_command_errors_are_one_line(settings: Settings, feed_server: FeedS
 
 def test_bad_arguments_are_usage_errors_not_tracebacks(settings: Settings) -> None:
     cases = [
-        (("feeds", "remove", "99999999999999999999999"), "FEED_ID"),
-        (("feeds", "disable", "0"), "FEED_ID"),
-        (("fetch", "--feed", "99999999999999999999999"), "--feed"),
-        (("papers", "list", "--since", "yesterday"), "not a date/time"),
-        (("papers", "list", "--since", "0001-01-01"), "too far"),
+        (("feeds", "remove", "99999999999999999999999"), "Invalid value for 'FEED_ID'"),
+        (("feeds", "disable", "0"), "Invalid value for 'FEED_ID'"),
+        (("fetch", "--feed", "99999999999999999999999"), "Invalid value for '--feed'"),
+        (("papers", "list", "--since", "yesterday"), "'yesterday' is not a date/time"),
+        (("papers", "list", "--since", "0001-01-01"), "too far in the past or future"),
     ]
     for args, expected in cases:
         result = digest_cli(settings, *args)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output
-        assert (
-            f"Error: Invalid value for '{expected}'" in result.output or expected in result.output
-        )
+        assert expected in result.output, (args, result.output)
 
 
 def test_one_feed_cannot_be_added_under_two_spellings(
