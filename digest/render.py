@@ -332,18 +332,42 @@ def make_card(matched: MatchedPaper) -> Card:
     )
 
 
+def _unique(papers: Sequence[MatchedPaper]) -> list[MatchedPaper]:
+    seen: set[int] = set()
+    out = []
+    for matched in papers:
+        key = id(matched.paper) if getattr(matched.paper, "id", None) is None else matched.paper.id
+        if key not in seen:
+            seen.add(key)
+            out.append(matched)
+    return out
+
+
+OTHER_PAPERS = "Other new papers"
+
+
+def _group_label(matched: MatchedPaper) -> str:
+    """The group a paper is shown in: its best topic's label."""
+    hits = matched.hits or []
+    return (clean_text(hits[0].label, 80) if hits else "") or OTHER_PAPERS
+
+
+def group_labels(papers: Sequence[MatchedPaper], topic_labels: Sequence[str]) -> list[str]:
+    """The labels of the groups :func:`group_papers` makes, in the same order, without
+    building the cards (the subject needs only these)."""
+    present = {_group_label(m) for m in papers}
+    order = [clean_text(label, 80) for label in topic_labels]
+    ordered = dict.fromkeys([*order, *(_group_label(m) for m in papers)])
+    return [label for label in ordered if label in present]
+
+
 def group_papers(papers: Sequence[MatchedPaper], topic_labels: Sequence[str]) -> list[Group]:
     """Papers grouped under their best topic, in the subscriber's topic order; each once."""
     order = [clean_text(label, 80) for label in topic_labels]
     groups: dict[str, Group] = {label: Group(label) for label in order if label}
-    seen: set[int] = set()
-    for matched in papers:
-        key = id(matched.paper) if getattr(matched.paper, "id", None) is None else matched.paper.id
-        if key in seen:
-            continue
-        seen.add(key)
+    for matched in _unique(papers):
         card = make_card(matched)
-        label = card.label or "Other new papers"
+        label = card.label or OTHER_PAPERS
         groups.setdefault(label, Group(label)).cards.append(card)
     return [g for g in groups.values() if g.cards]
 
@@ -464,17 +488,6 @@ def _common(settings: Settings, email: str) -> dict[str, Any]:
 # --- public API ---------------------------------------------------------------------
 
 
-def _unique(papers: Sequence[MatchedPaper]) -> list[MatchedPaper]:
-    seen: set[int] = set()
-    out = []
-    for matched in papers:
-        key = id(matched.paper) if getattr(matched.paper, "id", None) is None else matched.paper.id
-        if key not in seen:
-            seen.add(key)
-            out.append(matched)
-    return out
-
-
 def digest_view(
     ctx: DigestContext, full: int | None = None, brief: int | None = None
 ) -> dict[str, Any]:
@@ -491,7 +504,7 @@ def digest_view(
     groups = group_papers(papers[:full], ctx.topic_labels)
     brief_cards = [make_card(m) for m in papers[full : full + brief]]
     shown = full + brief
-    labels = [g.label for g in group_papers(papers, ctx.topic_labels)]
+    labels = group_labels(papers, ctx.topic_labels)
     subject = subject_for(shown, labels, ctx.date, ctx.papers_arrived, ctx.weekly)
     span = "this week" if ctx.weekly else "today"
     if shown:
