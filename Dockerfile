@@ -35,6 +35,6 @@ WORKDIR /var/lib/digest
 # Numeric, so orchestrators can verify "not root" without reading /etc/passwd.
 USER 10001:10001
 
-# gunicorn serves digest.web:app here (the `web` service).
+# gunicorn serves digest.web:create_app() here (the `web` service).
 EXPOSE 8000
 CMD ["digest", "--help"]

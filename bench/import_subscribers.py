@@ -36,12 +36,12 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digest import db  # noqa: E402
-from digest import query as query_language  # noqa: E402
 from digest import subscriptions as subs  # noqa: E402
-from digest import subscriptions_io as subs_io  # noqa: E402
+from digest import subscriptions as subs_io  # noqa: E402
 from digest.config import Settings  # noqa: E402
-from digest.models import Subscriber, Topic  # noqa: E402
+from digest.match import query as query_language  # noqa: E402
+from digest.store import db  # noqa: E402
+from digest.store.models import Subscriber, Topic  # noqa: E402
 
 ZONES = [
     "UTC",

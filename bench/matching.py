@@ -28,11 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from seedpapers import PaperLike, load_seed
+from support.seedpapers import PaperLike, load_seed
 
-from digest import matching
-from digest import query as q
-from digest import text as textmod
+from digest import match as matching
+from digest.match import query as q
+from digest.match import text as textmod
 
 SURNAMES = ["Bengio", "Lovelace", "Hinton", "Li", "Wang", "Zhang", "Smith", "Garcia", "Kumar",
             "Müller", "Okafor", "Tanaka", "Nguyen", "Rossi", "Novak", "Silva", "Cohen", "Kim"]  # fmt: skip

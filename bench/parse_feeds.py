@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import feedparser  # noqa: E402
 
-from digest.sources import arxiv_api, arxiv_rss, hf_daily, rss  # noqa: E402
+from digest.ingest.sources import arxiv_api, arxiv_rss, hf_daily, rss  # noqa: E402
 from tests.tools import make_sample_feeds as gen  # noqa: E402
 
 

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from digest import render
 from digest.config import Settings
-from digest.matching import MatchedPaper, TopicHit
-from digest.message import build_message, make_message_id
-from digest.models import utcnow
+from digest.core.clock import utcnow
+from digest.deliver.message import build_message, make_message_id
+from digest.match.rank import MatchedPaper, TopicHit
 
 SEED = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed_papers.json"
 LABELS = ["machine unlearning", "jailbreaks", "agents"]
@@ -138,15 +138,15 @@ def main() -> None:
     once_rate, once_ms = rate(render.render_digest, items)
 
     def per_email(ctx: render.DigestContext) -> render.RenderedEmail:
-        render.templates.cache_clear()
+        render.compiled_templates.cache_clear()
         return render.render_digest(ctx)
 
     per_rate, per_ms = rate(per_email, items[: args.baseline])
-    render.templates.cache_clear()
+    render.compiled_templates.cache_clear()
 
     # Same output either way (the point of protecting Jinja through MJML).
     a = render.render_digest(items[1])
-    render.templates.cache_clear()
+    render.compiled_templates.cache_clear()
     b = per_email(items[1])
     assert a == b, "compiled-once and per-email output differ"
 

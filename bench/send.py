@@ -35,9 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 
-from digest import db, pipeline
+from digest import pipeline
 from digest.config import Settings
-from digest.models import Paper, Subscriber, SubscriberStatus, Topic
+from digest.pipeline.send import _load as load_digests
+from digest.store import db
+from digest.store.models import Paper, Subscriber, SubscriberStatus, Topic
 
 SEED = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed_papers.json"
 TOPICS = [
@@ -117,8 +119,8 @@ def ours(settings: Settings, ids: list[int]) -> tuple[float, int]:
 
 def sample_messages(settings: Settings, ids: list[int]) -> list[bytes]:
     """Real digests of this run, read back from what the sink would get (sizes match)."""
-    from digest.compose import DigestBuilder
-    from digest.delivery import Outcome, Transport
+    from digest.deliver.transport import Outcome, Transport
+    from digest.pipeline.compose import DigestBuilder
 
     class Capture(Transport):
         def __init__(self) -> None:
@@ -133,7 +135,7 @@ def sample_messages(settings: Settings, ids: list[int]) -> list[bytes]:
 
     factory = db.session_factory(settings)
     with factory() as session:
-        digests = pipeline._load(session, ids)
+        digests = load_digests(session, ids)
         builder = DigestBuilder(settings, session, digests, NOW)
         builder.match()
         capture = Capture()

@@ -8,16 +8,18 @@ at 6 a.m. when the first digest fails.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
-
-class ConfigError(ValueError):
-    """A ``DIGEST_*`` variable has a value we cannot use."""
+from digest import __version__
+from digest.core import caches
+from digest.core.addresses import clean_address, split_from
+from digest.core.text import clean_text
+from digest.errors import ConfigError, MessageError
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
@@ -57,26 +59,6 @@ def _number(name: str, value: str, kind: type[int] | type[float], minimum: float
     if number < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value!r}")
     return number
-
-
-_NAME_AND_ADDRESS = re.compile(r"^(?P<name>.*?)\s*<(?P<address>[^<>]*)>\s*$", re.DOTALL)
-
-
-def split_from(value: str) -> tuple[str, str]:
-    """``'Paper Digest <d@x.org>'`` -> ``('Paper Digest', 'd@x.org')``.
-
-    Our own reading rather than ``email.utils.parseaddr``, whose answer for odd
-    display names changed between Python 3.11 patch releases (CVE-2023-27043): the
-    address is what is inside the last angle brackets, or the whole value.
-    """
-    value = " ".join(value.split())
-    match = _NAME_AND_ADDRESS.match(value)
-    if not match:
-        return "", value
-    name = match.group("name").strip()
-    if len(name) >= 2 and name[0] == name[-1] == '"':
-        name = name[1:-1].replace('\\"', '"')
-    return name, match.group("address").strip()
 
 
 def normalise_database_url(url: str) -> str:
@@ -121,14 +103,19 @@ class Settings:
         return bool(self.smtp_url)
 
     @property
+    def brand(self) -> str:
+        """The sender's name from ``DIGEST_FROM``; a bare address gets the product's name,
+        so the From line, List-Id and footer never show a raw address as the brand."""
+        name, _address = split_from(self.from_addr)
+        return clean_text(name) or "Paper Digest"
+
+    @property
     def from_domain(self) -> str:
         _, address = split_from(self.from_addr)
         return address.rpartition("@")[2] or "localhost"
 
     @property
     def user_agent(self) -> str:
-        from digest import __version__
-
         contact = f"; {self.user_agent_contact}" if self.user_agent_contact else ""
         return f"digest/{__version__} (+{self.base_url}{contact})"
 
@@ -151,8 +138,6 @@ class Settings:
             values["smtp_url"] = v and _url("DIGEST_SMTP_URL", v, ("smtp", "smtps"))
             if v:
                 # Every option checked now, not halfway through a run with digests leased.
-                from digest.delivery import parse_smtp_url
-
                 parse_smtp_url(v)
         if v := get("DIGEST_OUTBOX"):
             values["outbox"] = Path(v)
@@ -167,8 +152,6 @@ class Settings:
             if "@" not in address or any(c in v for c in "\r\n"):
                 raise ConfigError(f"DIGEST_FROM: not an email address: {v!r}")
             # The check the message builder makes: refused here, not as every digest failing.
-            from digest.message import MessageError, clean_address
-
             try:
                 clean_address(address)
             except MessageError as exc:
@@ -220,5 +203,95 @@ ENV_VARS: tuple[str, ...] = tuple(
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
+    """The process-wide settings, read once from the environment (workers, gunicorn)."""
     return Settings.from_env()
+
+
+caches.register(get_settings.cache_clear)
+
+
+# --- the SMTP URL ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: Literal["none", "starttls", "ssl"]
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0
+    verify: bool = True
+    helo: str | None = None
+
+    def describe(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{self.host}:{self.port} ({self.security})"
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_smtp_url(url: str) -> SmtpConfig:
+    """``DIGEST_SMTP_URL`` → :class:`SmtpConfig`, or :class:`ConfigError` naming the problem."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"DIGEST_SMTP_URL: {exc}: {url!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps"):
+        raise ConfigError(f"DIGEST_SMTP_URL: use smtp:// or smtps://, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ConfigError("DIGEST_SMTP_URL: no host")
+    query = {k.lower(): v[-1].strip().lower() for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls", "timeout", "verify", "helo"}
+    if unknown:
+        raise ConfigError(
+            f"DIGEST_SMTP_URL: unknown option(s) {', '.join(sorted(unknown))}; "
+            "use starttls, timeout, verify or helo"
+        )
+
+    def flag(name: str) -> bool | None:
+        value = query.get(name)
+        if value is None:
+            return None
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ConfigError(f"DIGEST_SMTP_URL: {name}={value!r}, expected 1 or 0")
+
+    starttls = flag("starttls")
+    if scheme == "smtps":
+        if starttls:
+            raise ConfigError("DIGEST_SMTP_URL: smtps:// is already TLS; drop starttls=1")
+        security: Literal["none", "starttls", "ssl"] = "ssl"
+        port = port or 465
+    else:
+        port = port or 25
+        security = "starttls" if (starttls or (starttls is None and port == 587)) else "none"
+    timeout = 30.0
+    if "timeout" in query:
+        try:
+            timeout = float(query["timeout"])
+        except ValueError:
+            raise ConfigError(
+                f"DIGEST_SMTP_URL: timeout={query['timeout']!r} is no number"
+            ) from None
+        if not 0 < timeout <= 3600:  # also refuses nan
+            raise ConfigError(
+                f"DIGEST_SMTP_URL: timeout={query['timeout']!r}, expected seconds in (0, 3600]"
+            )
+    verify = flag("verify")
+    return SmtpConfig(
+        host=parts.hostname,
+        port=port,
+        security=security,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        timeout=timeout,
+        verify=True if verify is None else verify,
+        helo=query.get("helo") or None,
+    )

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from digest import db
 from digest.config import Settings
-from digest.models import Base
+from digest.store import db
+from digest.store.models import Base
 
 # Real servers as fixtures: the HTTP feed server, the SMTP server, Redis and Celery processes.
-pytest_plugins = ["feedserver", "smtpserver", "services"]
+pytest_plugins = ["support.feedserver", "support.smtpserver", "support.services"]
 
 PG_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

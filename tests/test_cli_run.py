@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from digest import db
 from digest.cli import cli
 from digest.config import Settings
-from digest.models import Paper
+from digest.store import db
+from digest.store.models import Paper
 
 
 def invoke(settings: Settings | None, *args: str, **env: str) -> Result:
@@ -116,7 +116,7 @@ def test_papers_list_since_and_json(settings: Settings) -> None:
 
 
 def test_run_in_process_then_stats(settings: Settings) -> None:
-    from digest.subscriptions import add_subscriber
+    from digest.subscriptions.lifecycle import add_subscriber
 
     # Real time, so `digest stats` (which looks at the last 7 days from now) sees the run.
     t = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import ENV_VARS, ConfigError, Settings, split_from
+from digest.config import ENV_VARS, Settings
+from digest.core.addresses import split_from
+from digest.errors import ConfigError
 
 
 def test_defaults_need_no_environment() -> None:

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest import db
 from digest.config import Settings
-from digest.models import Base, Digest, Paper, Subscriber
+from digest.store import db
+from digest.store.models import Base, Digest, Paper, Subscriber
 
 
 def test_migrations_match_models(settings: Settings) -> None:

@@ -12,25 +12,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from emailkit import context, email_settings, seed_papers
-from smtpserver import SmtpSink, start_sink
 from sqlalchemy.orm import Session
+from support.emailkit import context, email_settings, seed_papers
+from support.smtpserver import SmtpSink, start_sink
 
-from digest.config import ConfigError
-from digest.delivery import (
-    BACKOFF_CAP,
-    OutboxTransport,
-    Outcome,
-    RateLimiter,
-    SmtpTransport,
-    backoff_seconds,
-    outbox_paths,
-    parse_smtp_url,
-    transport_from_settings,
-)
-from digest.message import build_message, make_message_id
-from digest.render import render_digest
-from digest.suppression import get_suppression, is_suppressed, suppress, unsuppress
+from digest.config import parse_smtp_url
+from digest.deliver import transport_from_settings
+from digest.deliver.message import build_message, make_message_id
+from digest.deliver.outbox import OutboxTransport, outbox_paths
+from digest.deliver.smtp import SmtpTransport
+from digest.deliver.transport import BACKOFF_CAP, Outcome, RateLimiter, backoff_seconds
+from digest.errors import ConfigError
+from digest.render.emails import render_digest
+from digest.store.suppression import get_suppression, is_suppressed, suppress, unsuppress
 
 SIMPLE = b"From: digest@digest.example.org\r\nSubject: test\r\n\r\n.leading dot\r\nbody\r\n"
 

@@ -477,7 +477,7 @@ def test_dev_profile_routes_mail_to_mailpit() -> None:
         settings = Settings.from_env({**env_set, "DIGEST_SMTP_URL": interpolate(raw, env_set)})
         assert settings.smtp_url == "smtp://mailpit:1025"
     # The transport reads it as plain SMTP to Mailpit's port (Mailpit offers no TLS).
-    from digest.delivery import parse_smtp_url
+    from digest.config import parse_smtp_url
 
     transport = parse_smtp_url("smtp://mailpit:1025")
     assert (transport.host, transport.port, transport.security) == ("mailpit", 1025, "none")
@@ -522,7 +522,7 @@ def test_entry_point_checks_reject_broken_commands(tmp_path: Path) -> None:
         ["digest", "db", "upgrade", "--no-such-option"],
         ["celery", "-A", "workers", "worker", "-Q", "ingest,no-such-queue"],
         ["celery", "-A", "no_such_module_xyz", "beat"],
-        ["gunicorn", "--no-such-flag", "digest.web:app"],
+        ["gunicorn", "--no-such-flag", "digest.web:create_app()"],
         ["gunicorn", "digest.web:no_such_app"],
         ["python", "-m", "digest"],
     ]

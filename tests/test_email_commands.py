@@ -13,21 +13,23 @@ from types import SimpleNamespace
 import click
 import pytest
 from click.testing import CliRunner
-from emailkit import SEED
-from smtpserver import SmtpSink
 from sqlalchemy.orm import Session
+from support.emailkit import SEED
+from support.smtpserver import SmtpSink
 
-from digest.commands.email import commands, preview, send_test
+from digest.cli.commands.preview import commands, preview, send_test
+from digest.cli.group import DigestGroup
 from digest.config import Settings
-from digest.models import Paper, utcnow
-from digest.subscriptions import add_subscriber
-from digest.suppression import suppress
+from digest.core.clock import utcnow
+from digest.store.models import Paper
+from digest.store.suppression import suppress
+from digest.subscriptions.lifecycle import add_subscriber
 
 pytestmark = pytest.mark.integration
 
 
 def cli_for(settings: Settings) -> click.Group:
-    @click.group()
+    @click.group(cls=DigestGroup)
     @click.pass_context
     def root(ctx: click.Context) -> None:
         ctx.obj = SimpleNamespace(get=lambda: settings)

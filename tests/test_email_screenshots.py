@@ -10,10 +10,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from browser import dump_dom, requires_chromium, screenshot
-from emailkit import context, email_settings, hostile_papers, seed_papers
+from support.browser import dump_dom, requires_chromium, screenshot
+from support.emailkit import context, email_settings, hostile_papers, seed_papers
 
-from digest.render import render_digest
+from digest.render.emails import render_digest
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "email"
 

@@ -17,11 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from feedserver import FIXTURES, FeedServer
+from support.feedserver import FIXTURES, FeedServer
 
-from digest import fetch as fetch_module
 from digest.config import Settings
-from digest.fetch import FetchError, address_refusal, fetch
+from digest.errors import FetchError
+from digest.ingest import guard
+from digest.ingest import http as fetch_module
+from digest.ingest.guard import address_refusal
+from digest.ingest.http import fetch
 
 
 def make(**overrides: object) -> Settings:
@@ -332,11 +335,9 @@ def test_redirect_hop_to_a_private_address_is_refused(
 ) -> None:
     # The fixture server itself lives on loopback, so let exactly its address count as
     # public for this test: the first hop then passes and the redirect is what is judged.
-    real = fetch_module.address_refusal
+    real = guard.address_refusal
     server_ip = ipaddress.ip_address(feed_server.host)
-    monkeypatch.setattr(
-        fetch_module, "address_refusal", lambda ip: None if ip == server_ip else real(ip)
-    )
+    monkeypatch.setattr(guard, "address_refusal", lambda ip: None if ip == server_ip else real(ip))
     with pytest.raises(FetchError, match=f"resolves to {reason} address"):
         fetch(feed_server.url(f"/redirect?to={target}"), make(allow_private_feeds=False))
     assert feed_server.count("/redirect") == 1
@@ -451,7 +452,7 @@ def test_https_through_the_guarded_connection(
     # Trust the test certificate: TLS runs over the address-pinned, deadline-bound
     # stream, with SNI and hostname checks against "localhost", not the IP we dialled.
     url, cert = tls_server
-    monkeypatch.setattr(fetch_module, "_ssl_context", ssl.create_default_context(cafile=str(cert)))
+    monkeypatch.setattr(guard, "_ssl_context", ssl.create_default_context(cafile=str(cert)))
     result = fetch(url, make())
     assert result.status == 200
     assert result.body == fixture_bytes("arxiv_rss_cs_lg.xml")

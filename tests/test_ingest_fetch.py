@@ -14,13 +14,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
-from feedserver import FeedServer
 from sqlalchemy import select
+from support.feedserver import FeedServer
 
-from digest import db
 from digest.cli import cli
 from digest.config import Settings
-from digest.models import Feed, Paper
+from digest.store import db
+from digest.store.models import Feed, Paper
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.ingest import merge_records
-from digest.models import Paper
-from digest.sources.base import PaperRecord
+from digest.ingest.merge import merge_records
+from digest.ingest.sources.base import PaperRecord
+from digest.store.models import Paper
 
 T0 = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
 

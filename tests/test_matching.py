@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from seedpapers import PaperLike, load_seed
+from support.seedpapers import PaperLike, load_seed
 
-from digest import matching as m
-from digest import query as q
-from digest import semantic
-from digest.matching import TopicSpec, build_index, evaluate, match_many, match_subscriber
+from digest import match as m
+from digest.match import query as q
+from digest.match import semantic
+from digest.match.evaluate import evaluate
+from digest.match.index import build_index
+from digest.match.rank import TopicSpec, match_many, match_subscriber
+from digest.match.weights import EXTRA_TOPIC_BONUS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SEED = load_seed()
@@ -348,7 +351,7 @@ def _brute_force(papers: list[PaperLike], topics: list[TopicSpec], k: int) -> li
     rows = []
     for pos, entries in per_paper.items():
         entries.sort(key=lambda e: (-e[0], e[1]))
-        total = entries[0][0] + m.EXTRA_TOPIC_BONUS * (len(entries) - 1)
+        total = entries[0][0] + EXTRA_TOPIC_BONUS * (len(entries) - 1)
         p = papers[pos]
         rows.append((total, p, [topics[o].id for _s, o in entries]))
     rows.sort(key=lambda r: (-r[0], -r[1].first_seen_at.timestamp(), -(r[1].upvotes or 0), r[1].id))

@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from seedpapers import PaperLike, load_seed
+from support.seedpapers import PaperLike, load_seed
 
-from digest.matching import build_index, evaluate
+from digest.match.evaluate import evaluate
+from digest.match.index import build_index
 
 DATA = Path(__file__).parent / "data"
 

@@ -14,15 +14,12 @@ from pathlib import Path
 
 import dkim
 import pytest
-from emailkit import context, email_settings, hostile_papers, seed_papers
+from support.emailkit import context, email_settings, hostile_papers, seed_papers
 
-from digest.message import (
-    MessageError,
-    build_message,
-    clean_address,
-    make_message_id,
-)
-from digest.render import RenderedEmail, render_digest, render_simple
+from digest.core.addresses import clean_address
+from digest.deliver.message import build_message, make_message_id
+from digest.errors import MessageError
+from digest.render.emails import RenderedEmail, render_digest, render_simple
 
 UNSUB = "https://digest.example.org/unsubscribe/tok"
 ALLOWED_HEADERS = {

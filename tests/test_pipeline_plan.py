@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from digest import db, pipeline
+from digest import pipeline
 from digest.config import Settings
-from digest.models import Digest, DigestStatus, Frequency, Subscriber, SubscriberStatus
+from digest.store import db
+from digest.store.models import Digest, DigestStatus, Frequency, Subscriber, SubscriberStatus
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)

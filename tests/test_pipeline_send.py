@@ -15,13 +15,23 @@ from pathlib import Path
 
 import pytest
 from conftest import make_settings
-from smtpserver import SmtpSink
 from sqlalchemy import select, text
+from support.smtpserver import SmtpSink
 
-from digest import db, pipeline
+from digest import pipeline
 from digest.config import Settings
-from digest.models import Digest, DigestStatus, Paper, Subscriber, SubscriberStatus, Suppression
-from digest.subscriptions import add_subscriber, unsubscribe
+from digest.pipeline import send as send_module
+from digest.store import db
+from digest.store.dialect import lock_paper_stamps
+from digest.store.models import (
+    Digest,
+    DigestStatus,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from digest.subscriptions.lifecycle import add_subscriber, unsubscribe
 
 pytestmark = pytest.mark.integration
 
@@ -295,7 +305,7 @@ def test_unsuppress_lifts_the_block(smtp_settings: Settings, smtp_server: SmtpSi
     from click.testing import CliRunner
 
     from digest.cli import cli
-    from digest.suppression import suppress
+    from digest.store.suppression import suppress
 
     add_papers(smtp_settings, UNLEARNING, T - timedelta(hours=3))
     add_reader(smtp_settings, "ada@example.org", "machine unlearning")
@@ -320,7 +330,7 @@ def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
     row another worker took over in the meantime is left to it, not sent twice."""
     from sqlalchemy import update
 
-    from digest import delivery
+    from digest import deliver as delivery
 
     settings = make_settings(db_url, tmp_path, lease_seconds=10)
     add_papers(settings, UNLEARNING, T - timedelta(hours=3))
@@ -329,7 +339,7 @@ def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
     ids = pipeline.plan(settings, T)
     # Every clock reading is 6 s later than the last: more than half a 10 s lease.
     ticks = iter(range(0, 10_000, 6))
-    monkeypatch.setattr(pipeline.time, "monotonic", lambda: float(next(ticks)))
+    monkeypatch.setattr(send_module.time, "monotonic", lambda: float(next(ticks)))
     sent: list[str] = []
     outbox = delivery.OutboxTransport(settings.outbox)
 
@@ -344,7 +354,7 @@ def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
                     )
             return outbox._send(envelope_from, to, data, message_id, attempt)
 
-    monkeypatch.setattr(delivery, "transport_from_settings", lambda s: StealingTransport())
+    monkeypatch.setattr(send_module, "transport_from_settings", lambda s: StealingTransport())
     renewals: list[list[int]] = []
     real_renew = pipeline.renew_lease
 
@@ -352,7 +362,7 @@ def test_a_long_batch_renews_its_lease_and_skips_rows_it_lost(
         renewals.append(real_renew(*args, **kwargs))
         return renewals[-1]
 
-    monkeypatch.setattr(pipeline, "renew_lease", spy)
+    monkeypatch.setattr(send_module, "renew_lease", spy)
     result = pipeline.send_batch(settings, ids, T)
     assert sent == [f"r{i}@example.org" for i in range(4)]
     assert result.by_status == {"sent": 4}
@@ -397,7 +407,7 @@ def test_a_window_never_closes_between_a_papers_stamp_and_its_commit(
     add_reader(settings, "ada@example.org", "machine unlearning")
     ids = pipeline.plan(settings, T)
     ingest = db.session_factory(settings)()
-    db.lock_paper_stamps(ingest, exclusive=False)
+    lock_paper_stamps(ingest, exclusive=False)
     ingest.add(
         Paper(
             key="arxiv:2511.99999",

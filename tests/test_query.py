@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest import query as q
-from digest import semantic
-from digest.query import QueryError, parse
+from digest.errors import QueryError
+from digest.match import query as q
+from digest.match import semantic
+from digest.match.query import parse
 
 
 def texts(node: q.Node) -> list[q.Text]:

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import mjml
 import pytest
-from emailkit import (
+from support.emailkit import (
     HOSTILE_URLS,
     LABELS,
     context,
@@ -20,17 +20,10 @@ from emailkit import (
 )
 
 from digest import render
-from digest.render import (
-    clean_text,
-    cut_abstract,
-    header_safe,
-    highlight,
-    render_digest,
-    render_simple,
-    safe_url,
-    short_authors,
-    subject_for,
-)
+from digest.core.text import SUBJECT_MAX, clean_text, header_safe, safe_url
+from digest.render import templates as render_templates
+from digest.render.cards import cut_abstract, highlight, short_authors, subject_for
+from digest.render.emails import render_digest, render_simple
 
 DANGEROUS_TAGS = {"script", "iframe", "object", "embed", "form", "input", "button", "base", "frame"}
 
@@ -162,7 +155,7 @@ def test_subject_format() -> None:
 def test_subject_is_header_safe() -> None:
     subject = subject_for(2, ["x\r\nBcc: evil@example.org" + "y" * 300], date(2026, 1, 2), 2)
     assert not re.search(r"[\x00-\x1f\x7f]", subject)
-    assert len(subject) <= render.SUBJECT_MAX
+    assert len(subject) <= SUBJECT_MAX
     assert header_safe("a\nb\x00c") == "a bc"
 
 
@@ -310,7 +303,7 @@ def test_mjml_compiled_once_per_template(monkeypatch: pytest.MonkeyPatch) -> Non
         return original(*args, **kwargs)
 
     monkeypatch.setattr(mjml, "mjml2html", counting)
-    render.templates.cache_clear()
+    render.compiled_templates.cache_clear()
     try:
         settings = email_settings()
         outputs = [render_digest(context(settings, seed_papers(n))) for n in (1, 2, 3)]
@@ -318,11 +311,11 @@ def test_mjml_compiled_once_per_template(monkeypatch: pytest.MonkeyPatch) -> Non
         assert len({o.html for o in outputs}) == 3
         # Same output as compiling the MJML for this very email.
         view = render.digest_view(context(settings, seed_papers(2)))
-        source = render._template_text("digest", "body.mjml")
-        fresh = render._HTML_ENV.from_string(render.compile_mjml(source)).render(view)
+        source = render_templates._template_text("digest", "body.mjml")
+        fresh = render_templates._HTML_ENV.from_string(render.compile_mjml(source)).render(view)
         assert fresh == outputs[1].html
     finally:
-        render.templates.cache_clear()
+        render.compiled_templates.cache_clear()
 
 
 @pytest.mark.parametrize("kind", render.SIMPLE_KINDS)

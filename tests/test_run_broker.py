@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 from conftest import _truncate_postgres, make_settings
-from services import RedisServer, WorkerFactory, child_env, wait_until
-from smtpserver import SmtpSink
 from sqlalchemy import select
+from support.services import RedisServer, WorkerFactory, child_env, wait_until
+from support.smtpserver import SmtpSink
 
-from digest import db
 from digest.config import Settings
-from digest.models import Digest, DigestStatus, Paper
-from digest.subscriptions import add_subscriber
+from digest.store import db
+from digest.store.models import Digest, DigestStatus, Paper
+from digest.subscriptions.lifecycle import add_subscriber
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def test_run_without_wait_hands_off_and_returns(
 
 
 def test_run_with_an_unreachable_broker_is_one_clear_line(broker_settings: Settings) -> None:
-    from services import free_port
+    from support.services import free_port
 
     settings = make_settings(
         broker_settings.database_url,

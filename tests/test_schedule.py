@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digest.schedule import current_period
+from digest.core.schedule import current_period
 
 
 def utc(*args: int) -> datetime:

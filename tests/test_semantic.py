@@ -14,10 +14,11 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from seedpapers import PaperLike, load_seed
+from support.seedpapers import PaperLike, load_seed
 
-from digest import matching, semantic
-from digest import query as q
+from digest import match as matching
+from digest.match import query as q
+from digest.match import semantic
 
 # .ci/run installs the extra into a venv of its own and sets this: there a missing
 # model fails instead of skipping.

@@ -16,23 +16,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.models import FeedKind
-from digest.sources import FeedFormatError, PaperRecord, detect_kind, parse_feed
-from digest.sources.ids import (
-    clean_text,
-    collapse_ws,
+from digest.core.text import clean_text, collapse_ws, strip_control
+from digest.errors import FeedFormatError
+from digest.ingest.sources import PaperRecord, detect_kind, parse_feed
+from digest.ingest.sources.ids import (
     extract_arxiv_id,
     extract_doi,
     html_to_text,
     paper_key,
     parse_date,
     safe_http_url,
-    strip_control,
 )
+from digest.store.models import FeedKind
 
 ROOT = Path(__file__).resolve().parents[1]
 FEEDS = ROOT / "tests" / "fixtures" / "feeds"
-SAMPLES = ROOT / "digest" / "sample_data"
+SAMPLES = ROOT / "digest" / "cli" / "sample_data"
 SEED_IDS: dict[str, str] = json.loads(
     (ROOT / "tests" / "data" / "seed_ids.json").read_text("utf-8")
 )

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from clikit import cli_env, noun_runner, one_line_error
 from conftest import TEST_SECRET
+from support.clikit import cli_env, noun_runner, one_line_error
 
 from digest import subscriptions as subs
 from digest.config import Settings
-from digest.db import session_scope
-from digest.models import Digest, DigestStatus, SubscriberStatus, Suppression, utcnow
+from digest.core.clock import utcnow
+from digest.store.db import session_scope
+from digest.store.models import Digest, DigestStatus, SubscriberStatus, Suppression
 
 BAD_QUERY = '"machine unlearning'  # unclosed quote
 
@@ -126,7 +127,7 @@ def test_add_an_unsubscribed_address_needs_fresh_consent(run, cli_settings: Sett
 
 
 def test_add_a_bounced_address_points_at_unsuppress(run, cli_settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    from digest import suppression
+    from digest.store import suppression
 
     run("add", "bob@example.org", "--confirmed")
     with session_scope(cli_settings) as session:

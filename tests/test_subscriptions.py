@@ -10,10 +10,18 @@ from conftest import make_settings
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest import db
 from digest import subscriptions as subs
 from digest.config import Settings
-from digest.models import AppMeta, Digest, Frequency, Subscriber, SubscriberStatus, Topic, utcnow
+from digest.store import db
+from digest.store.models import (
+    AppMeta,
+    Digest,
+    Frequency,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+    utcnow,
+)
 
 # A query with an unclosed quote: invalid in the topic language whatever else it grows.
 BAD_QUERY = '"machine unlearning'
@@ -348,7 +356,7 @@ def test_resubscribing_validates_before_changing_anything(session: Session) -> N
 
 
 def test_bounced_and_suppressed_addresses_point_at_unsuppress(session: Session) -> None:
-    from digest import suppression
+    from digest.store import suppression
 
     bounced = subs.add_subscriber(session, "bob@example.org", confirmed=True)
     bounced.status = SubscriberStatus.BOUNCED

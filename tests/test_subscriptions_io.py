@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest import query as query_language
 from digest import subscriptions as subs
-from digest import subscriptions_io as subs_io
-from digest.models import Subscriber, SubscriberStatus, Topic
+from digest import subscriptions as subs_io
+from digest.match import query as query_language
+from digest.store.models import Subscriber, SubscriberStatus, Topic
+from digest.subscriptions import importer
 
 BAD_QUERY = '"machine unlearning'  # unclosed quote
 
@@ -257,7 +258,7 @@ def test_address_added_during_the_import_is_reported_not_overwritten(
     """The race ON CONFLICT DO NOTHING is for: a web signup lands after our prefetch."""
     web = subs.add_subscriber(session, "ada@example.org", topics=["web topic"])
     session.commit()
-    monkeypatch.setattr(subs_io, "_existing", lambda session, keys: {})
+    monkeypatch.setattr(importer, "_existing", lambda session, keys: {})
     report = _import(session, "email,topics\nada@example.org,imported topic\nbob@example.org,rl\n")
     assert report.imported == 1
     assert [str(e) for e in report.errors] == [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest import text as textmod
+from digest.match import text as textmod
 
 
 def paper_terms(text: str) -> set[str]:

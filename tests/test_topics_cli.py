@@ -7,12 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from clikit import cli_env, noun_runner, one_line_error
 from conftest import TEST_SECRET
+from support.clikit import cli_env, noun_runner, one_line_error
 
 from digest.config import Settings
-from digest.db import session_scope
-from digest.models import Paper, Subscriber, Topic, utcnow
+from digest.core.clock import utcnow
+from digest.store.db import session_scope
+from digest.store.models import Paper, Subscriber, Topic
 
 pytestmark = pytest.mark.integration
 

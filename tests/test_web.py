@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import dump_dom, requires_chromium
 from conftest import make_settings
 from flask.testing import FlaskClient
+from support.browser import dump_dom, requires_chromium
 
 from digest.config import Settings
-from digest.web import SECURITY_HEADERS, create_app
+from digest.web import SECURITY_HEADERS
+from digest.web.app import create_app
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -128,17 +129,23 @@ def test_index_page_says_what_this_is(settings: Settings) -> None:
     assert_security_headers(missing.headers)
 
 
-def test_importing_with_a_broken_environment_names_the_variable(tmp_path: Path) -> None:
+def test_building_with_a_broken_environment_names_the_variable(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env["DIGEST_DATABASE_URL"] = "ftp://example.org/db"
-    result = subprocess.run(
-        [sys.executable, "-c", "import digest.web"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def python(code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    # Importing reads no environment; building the app (what gunicorn does) does.
+    assert python("import digest.web").returncode == 0, "importing must not read DIGEST_*"
+    result = python("import digest.web; digest.web.create_app()")
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert "ConfigError" in last_line
@@ -158,7 +165,7 @@ def gunicorn_env(tmp_path: Path, **digest: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
-    """gunicorn serving digest.web:app on a free port; yields its base URL."""
+    """gunicorn serving digest.web:create_app() on a free port; yields its base URL."""
     port = free_port()
     log = (tmp_path / "gunicorn.log").open("w")
     process = subprocess.Popen(
@@ -172,7 +179,7 @@ def gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
             "1",
             "--access-logfile",
             "-",
-            "digest.web:app",
+            "digest.web:create_app()",
         ],
         cwd=tmp_path,
         env=env,
@@ -235,7 +242,14 @@ def test_gunicorn_serves_healthz(db_url: str, tmp_path: Path, broker: str) -> No
 def test_gunicorn_stops_with_the_config_error(tmp_path: Path) -> None:
     env = gunicorn_env(tmp_path, smtp_url="http://not-smtp.example.org")
     result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{free_port()}", "digest.web:app"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "digest.web:create_app()",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -16,18 +16,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from browser import dump_dom, requires_chromium
 from conftest import make_settings
 from flask.testing import FlaskClient
-from smtpserver import SmtpSink
 from sqlalchemy.orm import Session
+from support.browser import dump_dom, requires_chromium
+from support.smtpserver import SmtpSink
 from test_web import assert_security_headers, fetch, gunicorn, gunicorn_env
 
-from digest import db, webviews
 from digest import subscriptions as subs
 from digest.config import Settings
-from digest.models import Frequency, Subscriber, SubscriberStatus, utcnow
-from digest.web import create_app
+from digest.core.clock import utcnow
+from digest.store import db
+from digest.store.models import Frequency, Subscriber, SubscriberStatus
+from digest.web import confirm as confirm_page
+from digest.web import wording as webviews
+from digest.web.app import create_app
 
 ADA = "ada@example.org"
 
@@ -250,7 +253,7 @@ def test_confirm_get_asks_then_post_activates_and_welcomes(
 
     # A second click: same answer, no second email.
     sent: list[object] = []
-    monkeypatch.setattr(webviews._Welcome, "send", lambda self, s: sent.append(self))
+    monkeypatch.setattr(confirm_page, "_send_welcome", lambda s, email: sent.append(email))
     again = web.post(path)
     assert again.status_code == 200
     assert "already confirmed" in text(again)
@@ -334,7 +337,7 @@ def test_welcome_email_failure_never_fails_the_page(
     def broken(_settings: Settings) -> object:
         raise OSError("mail server unreachable")
 
-    monkeypatch.setattr("digest.delivery.transport_from_settings", broken)
+    monkeypatch.setattr("digest.pipeline.notify.transport_from_settings", broken)
     response = client(settings).post(path)
     assert response.status_code == 200
     assert "You're subscribed" in text(response)

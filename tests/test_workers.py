@@ -36,7 +36,8 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from conftest import make_settings
-from services import (  # noqa: F401 - fixtures, until conftest registers the plugin
+from sqlalchemy import func, select
+from support.services import (  # noqa: F401 - fixtures, until conftest registers the plugin
     BeatFactory,
     CeleryWorker,
     RedisServer,
@@ -46,12 +47,13 @@ from services import (  # noqa: F401 - fixtures, until conftest registers the pl
     redis_server,
     wait_until,
 )
-from smtpserver import start_sink
-from sqlalchemy import func, select
+from support.smtpserver import start_sink
 
-from digest import db, pipeline
+from digest import pipeline
 from digest.config import Settings
-from digest.models import (
+from digest.core.schedule import current_period
+from digest.store import db
+from digest.store.models import (
     Digest,
     DigestStatus,
     Paper,
@@ -61,7 +63,6 @@ from digest.models import (
     Topic,
     utcnow,
 )
-from digest.schedule import current_period
 from workers.celery_app import create_app
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from digest import pipeline
 from digest.config import get_settings
-from digest.models import utcnow
+from digest.core.clock import utcnow
 from workers.celery_app import app
 
 # Database hiccups are worth a quick retry; anything else is left to the sweeper.

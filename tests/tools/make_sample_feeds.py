@@ -5,7 +5,7 @@
 Writes (deterministically; the output is committed):
 
 - ``tests/data/seed_ids.json``: title -> the arXiv id we assigned to each seed paper
-- ``digest/sample_data/arxiv_rss_cs.xml``, ``hf_daily.json``, ``arxiv_api.xml``: the
+- ``digest/cli/sample_data/arxiv_rss_cs.xml``, ``hf_daily.json``, ``arxiv_api.xml``: the
   demo's feeds, one day of cs.AI+cs.LG+cs.CL+cs.CR plus that day's HF Daily Papers
 - ``tests/fixtures/feeds/arxiv_rss_cs_lg.xml``, ``arxiv_api_query.xml``,
   ``hf_daily.json``: small fixtures in each arXiv/HF format, sharing papers across
@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "tests" / "data" / "seed_papers.json"
-SAMPLE_DIR = ROOT / "digest" / "sample_data"
+SAMPLE_DIR = ROOT / "digest" / "cli" / "sample_data"
 FIXTURE_DIR = ROOT / "tests" / "fixtures" / "feeds"
 
 DAY = datetime(2025, 7, 15, tzinfo=UTC)  # a Tuesday: arXiv announces at 00:00 US/Eastern

@@ -1,0 +1,76 @@
+"""`digest papers …`: look at what has been ingested."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+from sqlalchemy import select
+
+from digest.cli.common import Moment, echo_json, echo_table, open_session
+from digest.store.models import Paper
+
+
+@click.group("papers")
+def group() -> None:
+    """Inspect stored papers."""
+
+
+@group.command("list")
+@click.option(
+    "--since",
+    type=Moment(),
+    help="Only papers first seen at or after this date/time (ISO 8601, UTC if no offset).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_(since: datetime | None, limit: int, as_json: bool) -> None:
+    """List papers, newest first.
+
+    Example: digest papers list --since 2026-11-28 --json
+    """
+    query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(Paper.first_seen_at >= since)
+    with open_session() as session:
+        papers = list(session.scalars(query))
+        if as_json:
+            echo_json([paper_dict(p) for p in papers])
+            return
+        echo_table(
+            ["id", "key", "first seen", "sources", "upvotes", "title"],
+            [
+                (p.id, p.key, p.first_seen_at, ",".join(p.sources), p.upvotes, p.title)
+                for p in papers
+            ],
+            empty=(
+                f"no papers first seen since {since:%Y-%m-%d %H:%M} UTC"
+                if since is not None
+                else "no papers yet: run `digest fetch`"
+            ),
+        )
+
+
+def paper_dict(paper: Paper) -> dict[str, object]:
+    return {
+        "id": paper.id,
+        "key": paper.key,
+        "arxiv_id": paper.arxiv_id,
+        "version": paper.version,
+        "doi": paper.doi,
+        "title": paper.title,
+        "abstract": paper.abstract,
+        "authors": paper.authors,
+        "categories": paper.categories,
+        "url": paper.url,
+        "pdf_url": paper.pdf_url,
+        "hf_url": paper.hf_url,
+        "upvotes": paper.upvotes,
+        "comments": paper.comments,
+        "sources": paper.sources,
+        "published_at": paper.published_at,
+        "first_seen_at": paper.first_seen_at,
+    }
+
+
+commands = [group]

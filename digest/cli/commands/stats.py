@@ -1,0 +1,59 @@
+"""`digest stats`: the health of the daily run at a glance."""
+
+from __future__ import annotations
+
+import click
+
+from digest.cli.common import echo_json, echo_table, get_settings
+from digest.pipeline.stats import collect
+
+
+@click.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def stats(as_json: bool) -> None:
+    """Digests by status (today, last 7 days), feeds, failures, suppressions.
+
+    Example: digest stats --json
+    """
+    report = collect(get_settings())
+    if as_json:
+        echo_json(report)
+        return
+    click.echo("digests")
+    echo_table(
+        ["status", "today", "last 7 days"],
+        [
+            (s, report["digests"]["today"].get(s, 0), n)
+            for s, n in sorted(report["digests"]["week"].items())
+        ],
+        empty="  none in the last 7 days",
+    )
+    click.echo("\nfeeds")
+    echo_table(
+        ["id", "name", "last fetch", "status", "new", "error"],
+        [
+            (
+                f["id"],
+                f["name"],
+                f["last_fetched_at"],
+                f["last_status"],
+                f["last_new"],
+                f["last_error"],
+            )
+            for f in report["feeds"]
+        ],
+        empty="  no feeds",
+    )
+    click.echo("\nrecent failures")
+    echo_table(
+        ["digest", "email", "status", "when", "error"],
+        [
+            (f["id"], f["email"], f["status"], f["finished_at"], f["error"])
+            for f in report["failures"]
+        ],
+        empty="  none",
+    )
+    click.echo(f"\nsuppressed addresses: {report['suppressed']}")
+
+
+commands = [stats]

@@ -1,0 +1,477 @@
+"""`digest subscribers …`: add, list, show, pause, resume, remove, import, export."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import subscriptions as subs
+from digest.cli.common import echo_json, echo_table, get_settings, open_session
+from digest.store import suppression
+from digest.store.models import Subscriber, SubscriberStatus, Suppression, Topic
+
+STATUS_CHOICES = [s.value for s in SubscriberStatus]
+
+
+def _find(session: Session, email: str) -> Subscriber:
+    subscriber = subs.get_subscriber(session, email)
+    if subscriber is None:
+        raise click.ClickException(f"no subscriber with the address {email.strip()}")
+    return subscriber
+
+
+def _schedule(subscriber: Subscriber) -> str:
+    when = f"{subscriber.send_hour:02d}:00 {subscriber.timezone}"
+    if subscriber.frequency.value == "weekly":
+        return f"weekly on {subs.weekday_name(subscriber.weekday)} at {when}"
+    return f"daily at {when}"
+
+
+@click.group("subscribers")
+def group() -> None:
+    """Manage subscribers: the people digests go to, and their settings.
+
+    Example: digest subscribers add ada@example.org --topic "diffusion models" --confirmed
+    """
+
+
+@group.command("add")
+@click.argument("email")
+@click.option(
+    "--topic", "topics", multiple=True, metavar="QUERY", help="A topic query (repeatable)."
+)
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Active at once: you have their consent, no confirmation email needed.",
+)
+# No defaults of their own: re-subscribing someone keeps the settings they had unless an
+# option is given, so "not given" must be told apart from the default value.
+@click.option(
+    "--tz", "timezone", show_default="UTC", help="IANA city time zone, e.g. Europe/Paris."
+)
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), show_default="daily")
+@click.option(
+    "--weekday",
+    type=click.Choice(list(subs.WEEKDAYS), case_sensitive=False),
+    show_default="mon",
+    help="Send day of weekly digests.",
+)
+@click.option("--hour", type=int, show_default="7", help="Local send hour, 0-23.")
+@click.option("--max", "max_papers", type=int, show_default="20", help="Papers per digest.")
+def add(
+    email: str,
+    topics: tuple[str, ...],
+    confirmed: bool,
+    timezone: str | None,
+    frequency: str | None,
+    weekday: str | None,
+    hour: int | None,
+    max_papers: int | None,
+) -> None:
+    """Add a subscriber.
+
+    Without --confirmed the subscriber is pending: they receive nothing until they
+    open the confirmation link printed here (double opt-in). With no --topic they
+    get the day's trending Hugging Face papers.
+
+    An address that unsubscribed can be subscribed again only with their fresh
+    consent: without --confirmed it becomes pending and needs the new confirmation
+    link; --confirmed is your word that they gave it, and makes it active. Its
+    settings and topics are kept (options given change them, --topic adds), and its
+    earlier consent record and unsubscription date are kept in the consent detail.
+    A bounced or suppressed address is refused: see `digest subscribers unsuppress`.
+
+    Example: digest subscribers add ada@example.org --topic '"machine unlearning"'
+    --topic 'author:bengio' --tz Europe/London --hour 8 --confirmed
+    """
+    settings = get_settings()
+    given = {
+        name: value
+        for name, value in {
+            "timezone": timezone,
+            "frequency": frequency,
+            "weekday": weekday,
+            "hour": hour,
+            "max_papers": max_papers,
+        }.items()
+        if value is not None
+    }
+    detail = f"added by {_operator()} with `digest subscribers add`"
+    with open_session(settings) as session:
+        existing = subs.get_subscriber(session, email)
+        if existing is not None and existing.status is SubscriberStatus.UNSUBSCRIBED:
+            left = existing.unsubscribed_at
+            subscriber = subs.resubscribe(
+                session,
+                existing,
+                consent_source="cli",
+                confirmed=confirmed,
+                consent_detail=detail,
+                topics=topics,
+                **given,
+            )
+            when = f"on {left:%Y-%m-%d}" if left is not None else "earlier"
+            click.echo(
+                f"{subscriber.email} unsubscribed {when}: subscribing them again needs "
+                "their fresh consent"
+                + ("; you confirmed you have it" if confirmed else "")
+                + " (their earlier consent record is kept in the consent detail)"
+            )
+            verb = "subscribed again"
+        else:
+            subscriber = subs.add_subscriber(
+                session,
+                email,
+                topics=topics,
+                confirmed=confirmed,
+                consent_source="cli",
+                consent_detail=detail,
+                **given,
+            )
+            verb = "added"
+        count = len(subscriber.topics)
+        click.echo(
+            f"{verb} {subscriber.email} ({subscriber.status.value}), {_schedule(subscriber)}, "
+            f"{count} topic{'' if count == 1 else 's'}, up to {subscriber.max_papers} papers"
+        )
+        if not confirmed:
+            click.echo(
+                "pending: a confirmation email is needed before any digest is sent. "
+                "Confirmation link:"
+            )
+            click.echo(subs.confirm_url(settings, subscriber, session=session))
+
+
+def _operator() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:
+        return "an operator"
+
+
+@group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(STATUS_CHOICES),
+    multiple=True,
+    help="Only these statuses (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_(status: tuple[str, ...], as_json: bool) -> None:
+    """List subscribers with their status and schedule.
+
+    Example: digest subscribers list --status pending --json
+    """
+    with open_session() as session:
+        topic_counts = (
+            select(Topic.subscriber_id, func.count().label("n"))
+            .group_by(Topic.subscriber_id)
+            .subquery()
+        )
+        query = (
+            select(Subscriber, func.coalesce(topic_counts.c.n, 0))
+            .outerjoin(topic_counts, topic_counts.c.subscriber_id == Subscriber.id)
+            .order_by(Subscriber.id)
+        )
+        if status:
+            query = query.where(Subscriber.status.in_([SubscriberStatus(s) for s in status]))
+        rows = session.execute(query).all()
+        if as_json:
+            echo_json(
+                [
+                    {
+                        "id": s.id,
+                        "email": s.email,
+                        "status": s.status.value,
+                        "timezone": s.timezone,
+                        "frequency": s.frequency.value,
+                        "weekday": subs.weekday_name(s.weekday),
+                        "hour": s.send_hour,
+                        "max": s.max_papers,
+                        "topics": n,
+                        "created_at": s.created_at,
+                    }
+                    for s, n in rows
+                ]
+            )
+            return
+        echo_table(
+            ["email", "status", "schedule", "max", "topics", "since"],
+            [(s.email, s.status, _schedule(s), s.max_papers, n, s.created_at) for s, n in rows],
+            empty="no subscribers"
+            + (f" with status {', '.join(status)}" if status else "")
+            + ": add one with `digest subscribers add EMAIL`",
+        )
+
+
+@group.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def show(email: str, as_json: bool) -> None:
+    """Show one subscriber: status, settings, topics, consent record, last digests.
+
+    Example: digest subscribers show ada@example.org
+    """
+    with open_session() as session:
+        subscriber = _find(session, email)
+        record = subs.subscriber_record(subscriber)
+        digests = subs.recent_digests(session, subscriber)
+        record["digests"] = [
+            {
+                "period": d.period,
+                "status": d.status.value,
+                "planned_at": d.planned_at,
+                "sent_at": d.sent_at,
+                "papers": len(d.paper_ids or []),
+                "attempts": d.attempts,
+                "error": d.error,
+            }
+            for d in digests
+        ]
+        suppression = session.scalars(
+            select(Suppression).where(Suppression.email_key == subscriber.email_key)
+        ).first()
+        record["suppression"] = suppression and {
+            "reason": suppression.reason,
+            "smtp_code": suppression.smtp_code,
+            "at": suppression.created_at,
+        }
+        if as_json:
+            echo_json(record)
+            return
+        _print_record(record, subscriber)
+
+
+def _print_record(record: dict[str, Any], subscriber: Subscriber) -> None:
+    consent = record["consent"]
+    lines = [
+        ("email", record["email"]),
+        ("status", record["status"]),
+        ("schedule", _schedule(subscriber)),
+        ("max papers", record["max"]),
+        ("created", record["created_at"]),
+        ("confirmed", record["confirmed_at"]),
+        ("unsubscribed", record["unsubscribed_at"]),
+        ("consent", f"{consent['source']} at {_when(consent['at'])}"),
+        ("consent from", consent["ip"]),
+        ("consent detail", consent["detail"]),
+    ]
+    if record["suppression"]:
+        lines.append(("suppressed", record["suppression"]["reason"]))
+    for name, value in lines:
+        if value is not None:
+            click.echo(f"{name + ':':<16}{_when(value)}")
+    click.echo("")
+    if record["topics"]:
+        echo_table(
+            ["topic", "label", "query"],
+            [(t["id"], t["label"], t["query"]) for t in record["topics"]],
+        )
+    else:
+        click.echo("topics: none (gets the day's trending papers)")
+    click.echo("")
+    echo_table(
+        ["digest", "status", "sent", "papers", "error"],
+        [
+            (d["period"], d["status"], d["sent_at"], d["papers"], d["error"])
+            for d in record["digests"]
+        ],
+        empty="no digests yet",
+    )
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
+
+
+@group.command("pause")
+@click.argument("email")
+def pause(email: str) -> None:
+    """Stop sending digests to an active subscriber until `resume`.
+
+    Example: digest subscribers pause ada@example.org
+    """
+    _transition(email, subs.pause, "paused", "was already paused")
+
+
+@group.command("resume")
+@click.argument("email")
+def resume(email: str) -> None:
+    """Send digests again to a paused subscriber.
+
+    Example: digest subscribers resume ada@example.org
+    """
+    _transition(email, subs.resume, "resumed", "is already active")
+
+
+def _transition(email: str, action: Any, done: str, already: str) -> None:
+    with open_session() as session:
+        subscriber = _find(session, email)
+        changed = action(session, subscriber)
+        click.echo(f"{subscriber.email} {done if changed else already}")
+
+
+@group.command("unsuppress")
+@click.argument("email")
+def unsuppress(email: str) -> None:
+    """Lift a suppression (after a permanent bounce) so EMAIL gets digests again.
+
+    A subscriber marked bounced by that failure becomes active again.
+
+    Example: digest subscribers unsuppress ada@example.org
+    """
+    with open_session() as session:
+        subscriber = subs.get_subscriber(session, email)
+        if not suppression.unsuppress(session, email):
+            raise click.ClickException(f"{email} is not on the suppression list")
+        if subscriber is not None and subscriber.status is SubscriberStatus.BOUNCED:
+            subscriber.status = SubscriberStatus.ACTIVE
+            click.echo(f"{subscriber.email}: suppression lifted, subscriber active again")
+        else:
+            click.echo(f"{email}: suppression lifted")
+
+
+@group.command("remove")
+@click.argument("email")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--keep-record",
+    is_flag=True,
+    help="Unsubscribe instead of deleting: keep the row and its consent record.",
+)
+def remove(email: str, yes: bool, keep_record: bool) -> None:
+    """Delete a subscriber with their topics and digest history.
+
+    With --keep-record the subscriber is marked unsubscribed instead: nothing more
+    is sent, and the consent record and history stay as proof of what happened.
+    Without --yes you are asked first.
+
+    Example: digest subscribers remove ada@example.org --yes
+    """
+    with open_session() as session:
+        subscriber = _find(session, email)
+        address = subscriber.email
+        if keep_record:
+            changed = subs.unsubscribe(session, subscriber)
+            click.echo(f"{address} {'unsubscribed' if changed else 'was already unsubscribed'}")
+            return
+        if not yes:
+            click.confirm(
+                f"Delete {address} ({subscriber.status.value}), its "
+                f"{len(subscriber.topics)} topic(s) and digest history?",
+                abort=True,
+            )
+        subs.remove(session, subscriber)
+        click.echo(f"removed {address}")
+
+
+@group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
+@click.option("--dry-run", is_flag=True, help="Check every row, store nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def import_(file: Path, dry_run: bool, as_json: bool) -> None:
+    """Import subscribers from CSV, as confirmed (you must hold their consent).
+
+    The first line is a header naming the columns, in any order; only `email` is
+    required:
+
+    \b
+      email,topics,timezone,frequency,weekday,hour,max,status,labels
+      ada@example.org,author:bengio; diffusion models,Europe/London,weekly,fri,8,10,,Bengio
+      bob@example.org,x\\;y,,,,,,paused,
+
+    \b
+      topics     queries separated by `;`; a `;` inside a query is `\\;` (a backslash
+                 `\\\\`), except inside a quoted phrase where it needs nothing
+      timezone   a city zone such as Europe/Paris (default UTC)
+      frequency  daily (default) or weekly; weekday: mon..sun for weekly (default mon)
+      hour, max  local send hour 0-23 (default 7), papers per digest 1-100 (default 20)
+      status     active (default) or paused; no other status can be imported
+      labels     one label per topic, same order and escapes; blank = the query
+
+    Good rows are stored, bad rows are not, and each bad row is reported with its
+    line number and reason (a value cannot span lines: an unclosed quote is an
+    error of its row). Exits 1 when rows were bad and none could be imported.
+
+    Example: digest subscribers import readers.csv --dry-run
+    """
+    source: Any = sys.stdin.buffer if str(file) == "-" else file
+    detail = f"CSV import of {file.name if source is file else 'stdin'} by {_operator()}"
+    with open_session() as session:
+        try:
+            report = subs.import_csv(session, source, consent_detail=detail, dry_run=dry_run)
+        except subs.SubscriptionError as exc:
+            raise click.ClickException(f"{file}: {exc}") from exc
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        verb = "would import" if dry_run else "imported"
+        click.echo(
+            f"{verb} {report.imported} of {report.rows} rows "
+            f"({report.topics} topic{'' if report.topics == 1 else 's'}); "
+            f"{report.bad} bad row{'' if report.bad == 1 else 's'}"
+        )
+        for error in report.errors:
+            click.echo(str(error))
+    if report.bad and not report.imported:
+        raise SystemExit(1)
+
+
+@group.command("export")
+@click.option("--json", "as_json", is_flag=True, help="Full records as JSON (labels, consent).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@click.option(
+    "--status",
+    type=click.Choice(STATUS_CHOICES),
+    multiple=True,
+    help="Only these statuses (repeatable; default: active and paused).",
+)
+@click.option("--all", "all_", is_flag=True, help="Every status, unsubscribed included.")
+def export(as_json: bool, output: Path | None, status: tuple[str, ...], all_: bool) -> None:
+    """Export subscribers as CSV that `digest subscribers import` reads back.
+
+    The columns are those `digest subscribers import` reads (see its --help):
+    email, topics, timezone, frequency, weekday, hour, max, status, labels. A
+    paused subscriber imports back paused, topics and labels come back as they
+    were. By default only active and paused subscribers are exported: importing
+    marks everyone confirmed, so rows of any other status (with --status or --all)
+    are refused on import. --json has the full records, consent included.
+
+    Example: digest subscribers export -o readers.csv
+    """
+    statuses = list(SubscriberStatus) if all_ else (status or None)
+    with open_session() as session:
+        if output is None:
+            out = sys.stdout
+            _write_export(session, out, as_json, statuses)
+            return
+        try:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                count = _write_export(session, out, as_json, statuses)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
+        click.echo(f"exported {count} subscriber{'' if count == 1 else 's'} to {output}")
+
+
+def _write_export(session: Session, out: Any, as_json: bool, statuses: Any) -> int:
+    if as_json:
+        return subs.export_json(session, out, statuses=statuses)
+    return subs.export_csv(session, out, statuses=statuses)
+
+
+commands = [group]

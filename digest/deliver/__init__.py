@@ -1,0 +1,42 @@
+"""Deliver: build the bytes of a message (``message``) and hand them to a transport:
+SMTP (``smtp``) or the outbox folder (``outbox``), behind one interface (``transport``).
+
+The sequence for one email::
+
+    built = build_message(settings, rendered, to=…, message_id=…, unsubscribe_url=…)
+    outcome = transport.send(built.envelope_from, built.to, built.data,
+                             built.message_id, attempt=n)
+
+with one transport (``with transport_from_settings(settings) as transport``)
+serving a whole batch, so SMTP sends many messages over one connection.
+"""
+
+from __future__ import annotations
+
+from digest.config import Settings
+from digest.deliver.message import BuiltMessage, build_message, make_message_id
+from digest.deliver.outbox import OutboxTransport, outbox_paths
+from digest.deliver.smtp import SmtpTransport
+from digest.deliver.transport import Outcome, RateLimiter, Transport, backoff_seconds
+
+
+def transport_from_settings(settings: Settings) -> Transport:
+    """SMTP when ``DIGEST_SMTP_URL`` is set, else the outbox folder."""
+    if settings.smtp_url:
+        return SmtpTransport(settings.smtp_url, rate=settings.send_rate)
+    return OutboxTransport(settings.outbox, rate=settings.send_rate)
+
+
+__all__ = [
+    "BuiltMessage",
+    "OutboxTransport",
+    "Outcome",
+    "RateLimiter",
+    "SmtpTransport",
+    "Transport",
+    "backoff_seconds",
+    "build_message",
+    "make_message_id",
+    "outbox_paths",
+    "transport_from_settings",
+]

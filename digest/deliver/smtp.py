@@ -1,0 +1,240 @@
+"""Deliver over SMTP: one reused connection for many messages, reconnecting when it drops.
+
+``DIGEST_SMTP_URL`` forms are parsed by :func:`digest.config.parse_smtp_url`::
+
+    smtp://host[:port]                 plain SMTP, port 25 by default
+    smtp://host:587                    port 587 means STARTTLS (submission)
+    smtp://user:pass@host?starttls=1   STARTTLS on any port (starttls=0 turns it off)
+    smtps://user:pass@host[:port]      implicit TLS, port 465 by default
+    …?timeout=30                       socket timeout in seconds (default 30)
+    …?verify=0                         accept any TLS certificate (a local relay only)
+    …?helo=name                        the name we give in EHLO
+
+A connection lost after the whole message was sent, before the server answered,
+is ``unknown``: the server may have stored it (RFC 1047), so it is never retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+from datetime import datetime
+
+from digest.config import SmtpConfig, parse_smtp_url
+from digest.core.clock import utcnow
+from digest.deliver.transport import (
+    Outcome,
+    RateLimiter,
+    Transport,
+    from_code,
+    reply_text,
+    transient,
+)
+
+
+class _Dropped(Exception):
+    """The connection went away before any message content was sent."""
+
+
+_DISCONNECTS = (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, OSError)
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    data = re.sub(rb"(?:\r\n|\n|\r)", b"\r\n", data)
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class SmtpTransport(Transport):
+    """One reused SMTP connection for many messages, reconnecting when it drops."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        url: str | SmtpConfig,
+        rate: float = 0.0,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__(rate, limiter)
+        self.config = url if isinstance(url, SmtpConfig) else parse_smtp_url(url)
+        self.clock = clock
+        self._conn: smtplib.SMTP | None = None
+        self._sent_on_conn = 0
+        self.connections = 0  # opened so far, for tests and stats
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.config.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _connect(self) -> smtplib.SMTP:
+        c = self.config
+        conn: smtplib.SMTP
+        if c.security == "ssl":
+            conn = smtplib.SMTP_SSL(
+                c.host, c.port, local_hostname=c.helo, timeout=c.timeout, context=self._context()
+            )
+        else:
+            conn = smtplib.SMTP(c.host, c.port, local_hostname=c.helo, timeout=c.timeout)
+        try:
+            conn.ehlo()
+            if c.security == "starttls":
+                conn.starttls(context=self._context())
+                conn.ehlo()
+            if c.username:
+                conn.login(c.username, c.password)
+        except BaseException:
+            self._quietly_close(conn)
+            raise
+        self.connections += 1
+        self._sent_on_conn = 0
+        return conn
+
+    @staticmethod
+    def _quietly_close(conn: smtplib.SMTP) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._quietly_close(self._conn)
+        self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.quit()
+            self._drop()
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _send(
+        self, envelope_from: str, to: str, data: bytes, message_id: str, attempt: int
+    ) -> Outcome:
+        for _ in range(2):
+            reused = self._conn is not None and self._sent_on_conn > 0
+            if self._conn is None:
+                try:
+                    self._conn = self._connect()
+                except smtplib.SMTPAuthenticationError as exc:
+                    # Our configuration, not the recipient: retry later, never suppress.
+                    return transient(
+                        f"authentication failed at {self.config.describe()}: "
+                        f"{reply_text(exc.smtp_error)}",
+                        attempt,
+                        exc.smtp_code,
+                        "connect",
+                        self.clock(),
+                    )
+                except smtplib.SMTPResponseException as exc:
+                    return transient(
+                        f"{self.config.describe()} refused the session: "
+                        f"{reply_text(exc.smtp_error)}",
+                        attempt,
+                        exc.smtp_code,
+                        "connect",
+                        self.clock(),
+                    )
+                except (smtplib.SMTPException, *_DISCONNECTS) as exc:
+                    return transient(
+                        f"cannot connect to {self.config.describe()}: {exc or type(exc).__name__}",
+                        attempt,
+                        None,
+                        "connect",
+                        self.clock(),
+                    )
+            try:
+                return self._transaction(self._conn, envelope_from, to, data, attempt)
+            except _Dropped as exc:
+                self._drop()
+                if reused:
+                    # An idle connection the server closed: open a new one and go again;
+                    # nothing of this message reached the server.
+                    continue
+                return transient(str(exc), attempt, None, "mail", self.clock())
+        return transient("connection lost twice before the message", attempt, None, "mail")
+
+    def _command(self, fn: Callable[[], tuple[int, bytes]], stage: str) -> tuple[int, bytes]:
+        try:
+            code, reply = fn()
+        except _DISCONNECTS as exc:
+            raise _Dropped(f"connection lost at {stage}: {exc or type(exc).__name__}") from exc
+        if code == 421 and stage == "mail":
+            raise _Dropped(f"server closing the connection: {reply_text(reply)}")
+        return code, reply
+
+    def _reset(self, conn: smtplib.SMTP) -> None:
+        try:
+            conn.rset()
+        except Exception:
+            self._drop()
+
+    def _transaction(
+        self, conn: smtplib.SMTP, envelope_from: str, to: str, data: bytes, attempt: int
+    ) -> Outcome:
+        code, reply = self._command(lambda: conn.mail(envelope_from), "mail")
+        if code != 250:
+            self._reset(conn)
+            return from_code(code, reply, attempt, "mail", self.clock())
+        code, reply = self._command(lambda: conn.rcpt(to), "rcpt")
+        if code not in (250, 251):
+            # A refused recipient inside the transaction is this message's outcome.
+            if code == 421:
+                self._drop()
+            else:
+                self._reset(conn)
+            return from_code(code, reply, attempt, "rcpt", self.clock())
+
+        def data_command() -> tuple[int, bytes]:
+            conn.putcmd("data")
+            return conn.getreply()
+
+        code, reply = self._command(data_command, "data")
+        if code != 354:
+            if code == 421:
+                self._drop()
+            else:
+                self._reset(conn)
+            return from_code(code, reply, attempt, "data", self.clock())
+        try:
+            conn.send(_dot_stuff(data))
+        except _DISCONNECTS as exc:
+            # The final dot never arrived, so the server cannot have taken the message.
+            self._drop()
+            return transient(
+                f"connection lost while sending the message: {exc or type(exc).__name__}",
+                attempt,
+                None,
+                "data",
+                self.clock(),
+            )
+        try:
+            code, reply = conn.getreply()
+        except _DISCONNECTS as exc:
+            self._drop()
+            return Outcome(
+                "unknown",
+                None,
+                "connection lost after the message was sent, before the server answered; "
+                f"it may have been delivered, so it is not retried ({exc or type(exc).__name__})",
+                None,
+                "message",
+            )
+        self._sent_on_conn += 1
+        if code == 421:
+            self._drop()
+        return from_code(code, reply, attempt, "message", self.clock())

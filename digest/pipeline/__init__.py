@@ -1,0 +1,39 @@
+"""The daily run as idempotent functions over the ledger: ``plan`` the due digests,
+``lease`` them to workers (claim, renew, sweep), ``compose`` each through the one
+builder, ``send`` a batch, ``run`` the whole day in-process; ``stats`` reports on it.
+
+Nothing here knows about Celery: ``workers/`` calls these functions, one per task,
+and so does ``digest run`` in-process.
+"""
+
+from digest.pipeline.compose import DigestBuilder
+from digest.pipeline.lease import SETTLED, claim, renew_lease, sweep, worker_id
+from digest.pipeline.plan import plan
+from digest.pipeline.run import (
+    RunSummary,
+    batches,
+    embed_new_papers,
+    ingest_feeds,
+    period_progress,
+    run_once,
+)
+from digest.pipeline.send import BREAKER_THRESHOLD, BatchResult, send_batch
+
+__all__ = [
+    "BREAKER_THRESHOLD",
+    "SETTLED",
+    "BatchResult",
+    "DigestBuilder",
+    "RunSummary",
+    "batches",
+    "claim",
+    "embed_new_papers",
+    "ingest_feeds",
+    "period_progress",
+    "plan",
+    "renew_lease",
+    "run_once",
+    "send_batch",
+    "sweep",
+    "worker_id",
+]

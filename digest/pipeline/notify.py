@@ -1,0 +1,65 @@
+"""The short transactional emails (confirm, welcome, unsubscribed): render, build, send.
+
+One path for every email that is not a digest, used by the web pages and the CLI,
+so each is built and sent the way a digest is (same headers, same transport).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from digest.config import Settings
+from digest.deliver import Outcome, build_message, make_message_id, transport_from_settings
+from digest.render.emails import render_simple
+from digest.store import db
+from digest.store.suppression import is_suppressed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimpleEmail:
+    """One transactional email, with everything read while the session was open.
+
+    ``message_key`` fixes the Message-ID: the same key (one per subscription and
+    purpose) never mails the same email twice as two.
+    """
+
+    kind: str  # confirm | welcome | unsubscribed
+    to: str
+    message_key: str
+    unsubscribe_url: str | None = None  # None only for someone not (yet) subscribed
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def send_simple(settings: Settings, email: SimpleEmail) -> Outcome | None:
+    """Send through the configured transport; None if the address is suppressed.
+
+    Call it after the transaction that decided to send has committed: a welcome for
+    a confirmation that rolled back would be a lie, and a slow mail server must not
+    hold a transaction open.
+    """
+    with db.session_scope(settings) as session:
+        if is_suppressed(session, email.to):
+            log.info("%s email skipped: the address is suppressed", email.kind)
+            return None
+    rendered = render_simple(
+        email.kind, settings, email.to, unsubscribe_url=email.unsubscribe_url, **email.values
+    )
+    built = build_message(
+        settings,
+        rendered,
+        to=email.to,
+        message_id=make_message_id(email.message_key, settings.from_domain),
+        unsubscribe_url=email.unsubscribe_url,
+    )
+    with transport_from_settings(settings) as transport:
+        outcome = transport.send(built.envelope_from, built.to, built.data, built.message_id)
+    if not outcome.ok:
+        log.warning("%s email (%s) not sent: %s", email.kind, email.message_key, outcome.describe())
+    return outcome
+
+
+__all__ = ["SimpleEmail", "send_simple"]

@@ -1,0 +1,183 @@
+"""Engines, sessions and schema migrations.
+
+SQLite is the embedded default; PostgreSQL is the same code by URL. Commands
+that need the database call :func:`ensure_schema`, which applies pending
+migrations to a fresh SQLite file by itself; on PostgreSQL an operator runs
+``digest db upgrade`` (docker-compose's one-shot ``migrate`` service).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.config import Settings, normalise_database_url
+from digest.core import caches
+from digest.errors import DatabaseError
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web app read while a worker writes; busy_timeout turns a brief
+    # writer collision into a wait instead of "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_database_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+#: One engine (and pool) per database URL per process.
+_ENGINES: dict[str, Engine] = {}
+
+
+def engine_for(url: str) -> Engine:
+    """The process's engine for ``url``, made on first use."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = make_engine(url)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection and forget the engines (a forked worker, a test)."""
+    while _ENGINES:
+        _, engine = _ENGINES.popitem()
+        engine.dispose()
+
+
+def session_factory(settings: Settings) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(settings.database_url), expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any exception."""
+    session = session_factory(settings)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "digest.store:migrations")
+    # ConfigParser interpolation: a literal % in a password must be doubled.
+    config.set_main_option("sqlalchemy.url", normalise_database_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    with engine_for(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+#: Databases already seen at head by this process: every task calls ensure_schema, and
+#: one check per process is enough (schemas do not go backwards under a running worker).
+_AT_HEAD: set[str] = set()
+caches.register(_AT_HEAD.clear)
+
+
+def ensure_schema(settings: Settings) -> None:
+    """Bring the schema to head on SQLite; on PostgreSQL, insist it already is.
+
+    Migrating a shared PostgreSQL behind the operator's back (from every worker at
+    once) is how outages start, so there we only check and say what to run.
+    """
+    url = settings.database_url
+    if url in _AT_HEAD:
+        return
+    try:
+        current = current_revision(url)
+    except Exception as exc:
+        raise database_error(exc, url) from exc
+    if current == head_revision():
+        _AT_HEAD.add(url)
+        return
+    if url.startswith("sqlite"):
+        upgrade(url)
+        _AT_HEAD.add(url)
+        return
+    if current is None and inspect(engine_for(url)).get_table_names():
+        raise DatabaseError(f"{safe_url(url)} has tables but no digest schema version")
+    raise DatabaseError(
+        f"the database schema is at {current or 'nothing'}, the code needs {head_revision()}: "
+        "run `digest db upgrade`"
+    )
+
+
+def safe_url(url: str) -> str:
+    """The database URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(an unreadable database URL)"
+
+
+def driver_message(exc: BaseException) -> str:
+    """The driver's own first line, without SQL, parameters or SQLAlchemy's help link."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+    message = lines[0] if lines else type(cause).__name__
+    message = message.split("(Background on this error at:")[0].strip()
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+#: What to do about the usual database failures, by a fragment of the driver's message.
+_HINTS = (
+    ("readonly database", "the database file (or its folder) is read-only: check permissions"),
+    ("read-only", "the database is read-only: check permissions or the server's mode"),
+    ("database is locked", "another process holds a write lock: try again in a moment"),
+    ("unable to open database", "the file or its folder does not exist or cannot be opened"),
+    ("connection refused", "is the database server running? check DIGEST_DATABASE_URL"),
+    ("could not connect", "is the database server running? check DIGEST_DATABASE_URL"),
+    ("could not translate host name", "the host name does not resolve: check DIGEST_DATABASE_URL"),
+    ("does not exist", "check DIGEST_DATABASE_URL (and run `digest db upgrade`)"),
+    ("no such table", "the schema is missing: run `digest db upgrade`"),
+    ("password authentication failed", "check the user and password in DIGEST_DATABASE_URL"),
+    ("timeout", "the database did not answer in time: is it overloaded or unreachable?"),
+)
+
+
+def database_error(exc: BaseException, url: str) -> DatabaseError:
+    """One line naming the database, what went wrong and what to do; never SQL or data."""
+    message = driver_message(exc)
+    lowered = message.lower()
+    hint = next((h for fragment, h in _HINTS if fragment in lowered), "")
+    return DatabaseError(
+        f"database error at {safe_url(url)}: {message}" + (f" ({hint})" if hint else "")
+    )

@@ -1,0 +1,290 @@
+"""The stored state of digest, as SQLAlchemy 2 typed models.
+
+Times are stored as naive UTC and handed back as aware UTC (:class:`UTCDateTime`),
+so SQLite and PostgreSQL behave the same. Alembic migrations in
+``digest/store/migrations`` are the schema's source of truth; these classes must match
+them (a test compares the two).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from digest.core.clock import utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, naive UTC at rest."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings (no native ENUM type) so adding a value is a code change,
+    # not a PostgreSQL ALTER TYPE migration.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class FeedKind(enum.StrEnum):
+    ARXIV_RSS = "arxiv-rss"
+    ARXIV_API = "arxiv-api"
+    HF_DAILY = "hf-daily"
+    RSS = "rss"
+
+
+class Feed(Base):
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[FeedKind] = mapped_column(_enum(FeedKind, "feed_kind"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Conditional GET validators from the last 200 response.
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    # Outcome of the last fetch, for `digest fetch`, `digest feeds list` and `digest stats`.
+    last_fetched_at: Mapped[datetime | None]
+    last_ok_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(20))  # ok | not-modified | error
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
+    last_new: Mapped[int] = mapped_column(Integer, default=0)
+    last_updated: Mapped[int] = mapped_column(Integer, default=0)
+    last_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Paper(Base):
+    """One paper, however many feeds and versions it was seen in."""
+
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "arxiv:2401.00001", "doi:10.1101/2024.01.01.123456" or "url:https://…"
+    key: Mapped[str] = mapped_column(String(600), unique=True)
+    arxiv_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    doi: Mapped[str | None] = mapped_column(String(300), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    primary_category: Mapped[str | None] = mapped_column(String(40))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    pdf_url: Mapped[str | None] = mapped_column(String(2048))
+    hf_url: Mapped[str | None] = mapped_column(String(2048))
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    comments: Mapped[int | None] = mapped_column(Integer)
+    # Source tags ("arxiv", "hf", a feed's host for generic RSS) for `source:` queries.
+    sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    published_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    # Digests are built from "first seen since the last digest": this is the clock.
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # float32 sentence embedding, filled at ingest when the `semantic` extra is installed.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class Frequency(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # Lower-cased address: one subscription per mailbox however it is typed.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING, index=True
+    )
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    frequency: Mapped[Frequency] = mapped_column(
+        _enum(Frequency, "frequency"), default=Frequency.DAILY
+    )
+    weekday: Mapped[int] = mapped_column(Integer, default=0)  # 0 = Monday, for weekly digests
+    send_hour: Mapped[int] = mapped_column(Integer, default=7)  # local hour, 0-23
+    max_papers: Mapped[int] = mapped_column(Integer, default=20)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    # Consent record: kept after unsubscribing, as proof of how the address came to us.
+    consent_source: Mapped[str] = mapped_column(String(20), default="cli")  # web|email|cli|import
+    consent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    consent_ip: Mapped[str | None] = mapped_column(String(64))
+    consent_detail: Mapped[str | None] = mapped_column(Text)
+    # Bumped to invalidate every signed link sent so far (e.g. after re-subscribing).
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+
+    topics: Mapped[list[Topic]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan", order_by="Topic.id"
+    )
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(200))
+    query: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="topics")
+
+
+class DigestStatus(enum.StrEnum):
+    PLANNED = "planned"  # waiting for a worker
+    SENDING = "sending"  # claimed under a lease
+    RETRY = "retry"  # transient failure, due again at retry_at
+    SENT = "sent"
+    SKIPPED = "skipped"  # nothing matched and no quiet-day note wanted
+    FAILED = "failed"  # permanent failure (5xx, suppressed address)
+    UNKNOWN = "unknown"  # connection lost after DATA: the server may have it
+
+
+class Digest(Base):
+    """The ledger: one row per subscriber and period, the unit of exactly-once."""
+
+    __tablename__ = "digests"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "period", name="uq_digests_subscriber_period"),
+        Index("ix_digests_status_lease", "status", "lease_until"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    period: Mapped[str] = mapped_column(String(20))  # "2026-11-29" or "2026-W48"
+    status: Mapped[DigestStatus] = mapped_column(
+        _enum(DigestStatus, "digest_status"), default=DigestStatus.PLANNED
+    )
+    planned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When a wake-up for this row was last put on the broker (plan or sweep): the sweeper
+    # leaves a row alone for a lease after that, so a backlog is not queued again and again.
+    queued_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_at: Mapped[datetime | None]
+    # The papers window (first_seen_at in (window_start, window_end]), fixed at the first
+    # claim so a retried digest shows the same papers and the next one starts where it ends.
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    paper_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+
+    subscriber: Mapped[Subscriber] = relationship()
+
+
+class Suppression(Base):
+    """Addresses we must never send to again until an admin lifts it."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppMeta(Base):
+    """Small installation-wide values (e.g. a generated signing key)."""
+
+    __tablename__ = "app_meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+__all__ = [
+    "AppMeta",
+    "Base",
+    "Digest",
+    "DigestStatus",
+    "Feed",
+    "FeedKind",
+    "Frequency",
+    "Paper",
+    "Subscriber",
+    "SubscriberStatus",
+    "Suppression",
+    "Topic",
+    "UTCDateTime",
+    "utcnow",
+]

@@ -1,0 +1,193 @@
+"""Signed links: confirm, manage and one-click unsubscribe, each for one purpose.
+
+Links are HMAC-SHA256 over the subscriber id, its ``token_version`` and the issue
+time, keyed by ``settings.secret_key`` or, when that is empty (the embedded
+default), by a random key generated once and kept in ``app_meta`` so links
+survive restarts. Bumping ``token_version`` (:func:`rotate_tokens`) invalidates
+every confirm and manage link sent so far; unsubscribe links stay valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
+
+from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.errors import TokenError
+from digest.store.db import session_scope
+from digest.store.dialect import insert_ignore
+from digest.store.models import AppMeta, Subscriber
+
+PURPOSES = ("confirm", "manage", "unsubscribe")
+#: A confirmation link older than this is refused (the reader asks for a new one).
+CONFIRM_MAX_AGE = timedelta(days=7)
+SECRET_KEY_META = "secret_key"
+# Links are printed in emails years later: allow a little clock skew, not the future.
+_CLOCK_SKEW = 300
+
+
+def signing_key(session: Session, settings: Settings) -> bytes:
+    """``settings.secret_key``, or the installation's generated key from ``app_meta``.
+
+    Cached on the session: a batch rendering thousands of unsubscribe links reads
+    the table once. The key is written in the caller's transaction with ON
+    CONFLICT DO NOTHING and read back, so two processes starting at once agree on
+    one key. (Set DIGEST_SECRET_KEY in production: it survives a database restore.)
+    """
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    cached = session.info.get("digest_signing_key")
+    if cached is not None:
+        return cached
+    stored = session.get(AppMeta, SECRET_KEY_META)
+    if stored is None:
+        session.execute(
+            insert_ignore(session, AppMeta.__table__, ["key"]).values(
+                key=SECRET_KEY_META, value=secrets.token_urlsafe(48)
+            )
+        )
+        stored = session.get(AppMeta, SECRET_KEY_META, populate_existing=True)
+        assert stored is not None
+    key = stored.value.encode()
+    session.info["digest_signing_key"] = key
+    return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _mac(key: bytes, purpose: str, body: str) -> str:
+    digest = hmac.new(key, f"digest-link|{purpose}|{body}".encode(), hashlib.sha256).digest()
+    return _b64(digest[:18])
+
+
+def _check_purpose(purpose: str) -> None:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}; use one of {PURPOSES}")
+
+
+T = TypeVar("T")
+
+
+def _with_session(settings: Settings, session: Session | None, fn: Callable[[Session], T]) -> T:
+    if session is not None:
+        return fn(session)
+    with session_scope(settings) as own:
+        return fn(own)
+
+
+def make_token(
+    settings: Settings,
+    subscriber: Subscriber,
+    purpose: str,
+    *,
+    session: Session | None = None,
+    now: datetime | None = None,
+) -> str:
+    """A URL-safe signed token ``<id>.<version>.<issued>.<mac>`` for one purpose.
+
+    The session defaults to the subscriber's own (or a short one of our own when the
+    subscriber is detached); it is needed only when the key lives in ``app_meta``.
+    """
+    _check_purpose(purpose)
+    if subscriber.id is None:
+        raise ValueError("flush the subscriber before making a token for it")
+    issued = int((now or utcnow()).timestamp())
+    body = f"{subscriber.id}.{subscriber.token_version}.{issued}"
+    key = _with_session(
+        settings, session or object_session(subscriber), lambda s: signing_key(s, settings)
+    )
+    return f"{body}.{_mac(key, purpose, body)}"
+
+
+_TOKEN = re.compile(r"^(\d{1,18})\.(\d{1,9})\.(\d{1,12})\.([A-Za-z0-9_-]{24})$")
+
+
+def read_token(
+    settings: Settings,
+    token: str,
+    purpose: str,
+    max_age: timedelta | float | None = None,
+    *,
+    session: Session | None = None,
+    now: datetime | None = None,
+) -> int:
+    """The subscriber id a token was made for, or :class:`TokenError`.
+
+    Checks, in order: shape, signature (constant time; a token for another purpose
+    fails here), age (``max_age`` in seconds or a timedelta; None = no limit, right
+    for unsubscribe links, which must work forever), that the subscriber still
+    exists and that its ``token_version`` has not moved on (except for unsubscribe
+    links, which stay valid for good).
+    """
+    _check_purpose(purpose)
+    match = _TOKEN.match((token or "").strip())
+    if not match:
+        raise TokenError("this link is not valid: it may have been cut short or changed")
+    sub_id, version, issued = (int(g) for g in match.groups()[:3])
+    body = ".".join(match.groups()[:3])
+
+    def check(s: Session) -> int:
+        key = signing_key(s, settings)
+        if not hmac.compare_digest(_mac(key, purpose, body), match.group(4)):
+            raise TokenError("this link is not valid: it may have been cut short or changed")
+        current = (now or utcnow()).timestamp()
+        if issued > current + _CLOCK_SKEW:
+            raise TokenError("this link is not valid: it was issued in the future")
+        if max_age is not None:
+            limit = max_age.total_seconds() if isinstance(max_age, timedelta) else max_age
+            if current - issued > limit:
+                raise TokenError("this link has expired: ask for a new one", "expired")
+        row = s.execute(select(Subscriber.token_version).where(Subscriber.id == sub_id)).first()
+        if row is None:
+            raise TokenError("this link is not valid: the subscription no longer exists")
+        # Rotating tokens retires confirm and manage links, never the way out: an
+        # unsubscribe link in any email we ever sent must keep working (RFC 8058).
+        if row[0] != version and purpose != "unsubscribe":
+            raise TokenError(
+                "this link is no longer valid: a newer one has been sent", "superseded"
+            )
+        return sub_id
+
+    return _with_session(settings, session, check)
+
+
+def _url(settings: Settings, kind: str, subscriber: Subscriber, session: Session | None) -> str:
+    token = make_token(settings, subscriber, kind, session=session)
+    return f"{settings.base_url.rstrip('/')}/{kind}/{token}"
+
+
+def confirm_url(
+    settings: Settings, subscriber: Subscriber, *, session: Session | None = None
+) -> str:
+    return _url(settings, "confirm", subscriber, session)
+
+
+def manage_url(
+    settings: Settings, subscriber: Subscriber, *, session: Session | None = None
+) -> str:
+    return _url(settings, "manage", subscriber, session)
+
+
+def unsubscribe_url(
+    settings: Settings, subscriber: Subscriber, *, session: Session | None = None
+) -> str:
+    """The one-click unsubscribe link (RFC 8058 POST target and the footer link)."""
+    return _url(settings, "unsubscribe", subscriber, session)
+
+
+def rotate_tokens(session: Session, subscriber: Subscriber) -> None:
+    """Invalidate every confirm/manage/unsubscribe link sent to this subscriber so far."""
+    subscriber.token_version += 1
+    session.flush()

@@ -1,0 +1,257 @@
+"""Validate what a stranger typed: addresses, time zones, schedules, topic queries, labels.
+
+Every function raises :class:`~digest.errors.SubscriptionError` with one sentence
+naming what was wrong; callers show ``str(exc)`` as is (next to the form field,
+or as the CLI's one-line error).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from zoneinfo import available_timezones
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.core.caches import memoize
+from digest.errors import InvalidEmail, QueryError, SubscriptionError
+from digest.match import query as query_language
+from digest.store.models import Frequency
+
+CONSENT_SOURCES = ("web", "email", "cli", "import")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MAX_TOPICS = 50
+MAX_QUERY_LENGTH = 1000
+MAX_LABEL_LENGTH = 200
+DEFAULT_LABEL_LENGTH = 60
+MAX_PAPERS_LIMIT = 100
+
+
+def normalise_email(text: str) -> tuple[str, str]:
+    """``(email, email_key)``: the address as we store and send to, and its unique key.
+
+    No DNS lookup (a subscribe form must not hang on a slow resolver). The key is
+    lower-cased whole: mailbox local parts are case-sensitive by the RFC and
+    case-insensitive everywhere in practice, and two subscriptions for
+    ``Ann@x.org`` and ``ann@x.org`` would send two digests to one inbox.
+    """
+    address = (text or "").strip()
+    if not address:
+        raise InvalidEmail(address, "it is empty.")
+    try:
+        # No SMTPUTF8: most relays refuse a non-ASCII mailbox name, and we could never
+        # deliver to it. Non-ASCII domains are fine (they go out as punycode).
+        result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(address, str(exc)) from None
+    return result.normalized, result.normalized.lower()
+
+
+#: The only zones that are not a place: a reader who wants no daylight saving at all.
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC"})
+_CITY_HINT = "use a city zone such as America/New_York or Europe/Paris (or UTC)"
+
+
+def _is_place(name: str) -> bool:
+    # Only a zone that names a place (Area/Location) follows the clock of the people who
+    # live there, daylight saving included. "Etc/GMT+5" is UTC−5 all year (the sign is
+    # POSIX's), "EST" and "MST" never have summer time, and "EST5EDT" is a rule, not a place.
+    return name in _UTC_ZONES or ("/" in name and not name.startswith("Etc/"))
+
+
+@memoize(maxsize=1)
+def _zones() -> tuple[frozenset[str], dict[str, str], dict[str, list[str]], frozenset[str]]:
+    """Zones we accept, by folded name and by city, and the folded names of those we refuse."""
+    every = frozenset(n for n in available_timezones() if n not in ("Factory", "localtime"))
+    names = frozenset(n for n in every if _is_place(n))
+    by_folded = {_fold_zone(n): n for n in names}
+    by_city: dict[str, list[str]] = {}
+    for name in names:
+        if "/" in name:
+            by_city.setdefault(_fold_zone(name.rsplit("/", 1)[1]), []).append(name)
+    refused = frozenset(_fold_zone(n) for n in every - names)
+    return names, by_folded, by_city, refused
+
+
+def _fold_zone(name: str) -> str:
+    return name.strip().replace(" ", "_").lower()
+
+
+_OFFSET = re.compile(r"^(?:utc|gmt)?\s*[+-]\s*\d{1,2}(?::?\d{2})?$", re.IGNORECASE)
+
+
+def validate_timezone(name: str) -> str:
+    """The canonical IANA name for ``name``, or a :class:`SubscriptionError` with a hint.
+
+    Differences of case and spaces for underscores are forgiven (``europe/paris``,
+    ``America/New York``): they are unambiguous. Anything else gets the closest
+    names as a suggestion. Only places (and UTC) are accepted: fixed offsets, however
+    they are written (``UTC+2``, ``Etc/GMT-2``, ``EST``), do not follow daylight
+    saving, so the digest would arrive an hour off half the year.
+    """
+    result = _timezone(name)
+    if isinstance(result, SubscriptionError):
+        raise SubscriptionError(str(result))
+    return result
+
+
+@memoize(maxsize=4096)
+def _timezone(name: str) -> str | SubscriptionError:
+    # Failures are cached too: an import repeating one typo 10,000 times computes one
+    # suggestion, not 10,000.
+    try:
+        return _lookup_timezone(name)
+    except SubscriptionError as exc:
+        return exc
+
+
+def _lookup_timezone(name: str) -> str:
+    names, by_folded, by_city, refused = _zones()
+    text = (name or "").strip()
+    if text in names:
+        return text
+    folded = _fold_zone(text)
+    if folded in by_folded:
+        return by_folded[folded]
+    if not text:
+        raise SubscriptionError(f"the time zone is empty: {_CITY_HINT}")
+    if folded in refused or _OFFSET.match(text):
+        raise SubscriptionError(
+            f'the time zone "{text}" is a fixed offset or an abbreviation, not a place: '
+            f"offsets do not follow daylight saving; {_CITY_HINT}"
+        )
+    candidates = sorted(by_city.get(folded, []))
+    if not candidates:
+        matches = difflib.get_close_matches(folded, list(by_folded), n=3, cutoff=0.75)
+        candidates = [by_folded[m] for m in matches]
+        if not candidates:
+            cities = difflib.get_close_matches(folded, list(by_city), n=2, cutoff=0.8)
+            candidates = [z for c in cities for z in by_city[c]]
+    if candidates:
+        options = " or ".join(f'"{c}"' for c in candidates[:3])
+        raise SubscriptionError(f'unknown time zone "{text}": did you mean {options}?')
+    raise SubscriptionError(
+        f'unknown time zone "{text}": use an IANA time zone name such as Europe/Paris '
+        "or America/New_York"
+    )
+
+
+def parse_weekday(value: int | str) -> int:
+    """0 (Monday) … 6 (Sunday) from an int or a name: ``mon``, ``Monday``, ``wed``…"""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= 6:
+            return value
+    else:
+        text = str(value).strip().lower()
+        for index, day in enumerate(_WEEKDAY_NAMES):
+            if len(text) >= 3 and day.startswith(text):
+                return index
+    raise SubscriptionError(
+        f'the weekday "{value}" is not one of {", ".join(WEEKDAYS)} (Monday to Sunday)'
+    )
+
+
+def weekday_name(index: int) -> str:
+    return WEEKDAYS[index]
+
+
+def validate_frequency(value: Frequency | str) -> Frequency:
+    try:
+        return Frequency(str(value).strip().lower())
+    except ValueError:
+        raise SubscriptionError(f'the frequency "{value}" is not one of daily, weekly') from None
+
+
+def validate_hour(value: int | str) -> int:
+    try:
+        hour = int(str(value).strip())
+    except ValueError:
+        hour = -1
+    if not 0 <= hour <= 23:
+        raise SubscriptionError(f'the send hour "{value}" is not a whole hour from 0 to 23')
+    return hour
+
+
+def validate_max_papers(value: int | str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_PAPERS_LIMIT:
+        raise SubscriptionError(
+            f'the maximum papers per digest "{value}" is not a number from 1 to {MAX_PAPERS_LIMIT}'
+        )
+    return number
+
+
+def normalise_query(text: str) -> str:
+    """The query as stored: runs of whitespace (line breaks from a CSV cell, tabs) made one space.
+
+    A run of whitespace never means more than one space in the query language, so every
+    path that stores a topic goes through this, and two topics differing only in spacing are one topic.
+    """
+    return " ".join((text or "").split())
+
+
+def topic_key(query: str) -> str:
+    """What makes two topics the same: the normalised query, ignoring case.
+
+    Words, fields and ``trending`` match case-insensitively, so ``X`` next to ``x`` would
+    only send the same papers twice. (Lower-case ``or``/``and``/``not`` are not operators,
+    so ``a or b`` differs from ``a OR b``; a reader wanting both is rare enough not to
+    justify a second notion of "same".)
+    """
+    return normalise_query(query).casefold()
+
+
+def validate_query(text: str) -> str:
+    """The query, normalised (:func:`normalise_query`), if the query language accepts it."""
+    query = normalise_query(text)
+    if len(query) > MAX_QUERY_LENGTH:
+        raise SubscriptionError(
+            f"the topic query is {len(query)} characters long; the limit is {MAX_QUERY_LENGTH}"
+        )
+    try:
+        query_language.parse(query)
+    except QueryError as exc:
+        raise SubscriptionError(f'bad topic query "{query}": {exc}') from None
+    return query
+
+
+def validate_label(label: str | None, query: str) -> str:
+    """The label to store for ``query``: ``label`` with its whitespace collapsed, or the default."""
+    name = " ".join((label or "").split()) or default_label(query)
+    if len(name) > MAX_LABEL_LENGTH:
+        raise SubscriptionError(
+            f"the topic label is {len(name)} characters long; the limit is {MAX_LABEL_LENGTH}"
+        )
+    return name
+
+
+def default_label(query: str) -> str:
+    """The query itself, shortened at a word boundary when it is long."""
+    text = " ".join(query.split())
+    if len(text) <= DEFAULT_LABEL_LENGTH:
+        return text
+    cut = text[: DEFAULT_LABEL_LENGTH - 1]
+    if " " in cut[DEFAULT_LABEL_LENGTH // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
+def validate_consent_source(source: str) -> str:
+    if source not in CONSENT_SOURCES:
+        raise SubscriptionError(
+            f'the consent source "{source}" is not one of {", ".join(CONSENT_SOURCES)}'
+        )
+    return source
+
+
+def dedupe_topics(queries: Iterable[str]) -> list[str]:
+    """Validated queries without repeats in the sense of :func:`topic_key`; the first one wins."""
+    first: dict[str, str] = {}
+    for query in queries:
+        first.setdefault(topic_key(query), query)
+    return list(first.values())
