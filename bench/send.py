@@ -37,6 +37,8 @@ from sqlalchemy import create_engine, text
 
 from digest import pipeline
 from digest.config import Settings
+from digest.deliver.transport import Outcome, Transport
+from digest.pipeline.ledger import LedgerBatch
 from digest.pipeline.send import _load as load_digests
 from digest.store import db
 from digest.store.models import Paper, Subscriber, SubscriberStatus, Topic
@@ -119,8 +121,6 @@ def ours(settings: Settings, ids: list[int]) -> tuple[float, int]:
 
 def sample_messages(settings: Settings, ids: list[int]) -> list[bytes]:
     """Real digests of this run, read back from what the sink would get (sizes match)."""
-    from digest.deliver.transport import Outcome, Transport
-    from digest.pipeline.compose import DigestBuilder
 
     class Capture(Transport):
         def __init__(self) -> None:
@@ -136,11 +136,11 @@ def sample_messages(settings: Settings, ids: list[int]) -> list[bytes]:
     factory = db.session_factory(settings)
     with factory() as session:
         digests = load_digests(session, ids)
-        builder = DigestBuilder(settings, session, digests, NOW)
-        builder.match()
+        batch = LedgerBatch(settings, session, digests, NOW)
+        batch.match()
         capture = Capture()
         for digest in digests:
-            builder.send_one(digest, capture)
+            batch.send_one(digest, capture)
         session.rollback()
     return capture.messages
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import binascii
 import re
-import secrets
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -231,7 +231,11 @@ def build_message(
     if not re.fullmatch(r"<[A-Za-z0-9._+\-=]+@[A-Za-z0-9.\-]+>", message_id):
         raise MessageError(f"bad Message-ID {message_id!r}: use make_message_id()")
     when = (date or datetime.now(UTC)).astimezone(UTC)
-    boundary = "==_" + secrets.token_hex(12)  # "=_" never occurs in QP output
+    # From the content, not random: the same email built twice (a preview and the send,
+    # a resend) is the same bytes but for Date and Message-ID. "=_" never occurs in a
+    # quoted-printable or base64 body, so the boundary cannot clash with the content.
+    content = f"{rendered.text}\0{rendered.html}".encode()
+    boundary = f"==_{zlib.crc32(content):08x}{len(content):x}"
     brand = settings.brand
     headers = [
         _fold("From", format_address(brand, sender).split(" ")),

@@ -6,7 +6,7 @@ Nothing here knows about Celery: ``workers/`` calls these functions, one per tas
 and so does ``digest run`` in-process.
 """
 
-from digest.pipeline.compose import DigestBuilder
+from digest.pipeline.compose import ComposedDigest, DigestBuilder, DigestSpec, Window
 from digest.pipeline.lease import SETTLED, claim, renew_lease, sweep, worker_id
 from digest.pipeline.plan import plan
 from digest.pipeline.run import (
@@ -23,8 +23,11 @@ __all__ = [
     "BREAKER_THRESHOLD",
     "SETTLED",
     "BatchResult",
+    "ComposedDigest",
     "DigestBuilder",
+    "DigestSpec",
     "RunSummary",
+    "Window",
     "batches",
     "claim",
     "embed_new_papers",

@@ -1,314 +1,312 @@
-"""Build one subscriber's digest for a batch, send it, and record the outcome.
+"""The one builder of a digest: a reader and a paper window in, the email and its bytes out.
 
-A :class:`DigestBuilder` serves one claimed batch: it fixes each digest's paper
-window (once: a retry shows the same papers, the next digest starts where this
-one ends) and loads the batch's papers in one query; once that is committed,
-:meth:`~DigestBuilder.match` indexes each distinct window once and evaluates
-every reader; then per digest it only renders, sends and records.
+Everything that shows a digest goes through :class:`DigestBuilder`: a send batch
+(``pipeline.send``), ``digest preview`` and ``digest send-test``
+(``pipeline.preview``), and any page that shows a digest. So what a preview shows
+is what a run sends: the same window rule (:func:`window_for`), the same papers,
+the same matching (``like:`` topics resolved, the count of papers beyond the
+reader's maximum), the same rendering and the same message builder. Only the
+ledger (``pipeline.ledger``) is the send path's own: it fixes windows on the rows
+and records outcomes.
+
+A builder serves one batch: it loads the papers of every window once, indexes
+each distinct window once (and keeps recent indexes across batches: a worker
+sends hundreds of batches over the same day's papers), and matches every reader
+against it; then each digest is only rendered and built.
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digest import match as matching
 from digest import render
 from digest.config import Settings
+from digest.core import caches
 from digest.core.clock import utcnow
-from digest.core.schedule import zone
-from digest.deliver import Outcome, Transport, backoff_seconds, build_message, make_message_id
+from digest.core.schedule import current_period, zone
+from digest.deliver import BuiltMessage, build_message
 from digest.match import semantic
-from digest.store.dialect import lock_paper_stamps
-from digest.store.models import (
-    Digest,
-    DigestStatus,
-    Frequency,
-    Paper,
-    Subscriber,
-    SubscriberStatus,
-)
-from digest.store.suppression import suppress, suppressed_keys
+from digest.render import HTML_BUDGET, RenderedEmail
+from digest.store.models import Digest, Frequency, Paper, Subscriber
 from digest.subscriptions.tokens import manage_url, unsubscribe_url
 
-log = logging.getLogger(__name__)
+# --- windows -----------------------------------------------------------------------------
 
-#: After this many transient failures a digest is given up (about two days of backoff).
-MAX_ATTEMPTS = 12
+
+@dataclass(frozen=True)
+class Window:
+    """The papers a digest covers: first seen in ``(start, end]``."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class DigestSpec:
+    """What one digest is built for: its reader, its window, and when it was due (the
+    digest's date, in the reader's zone)."""
+
+    subscriber: Subscriber
+    window: Window
+    due_at: datetime
+
+
+def period_length(subscriber: Subscriber) -> timedelta:
+    return timedelta(days=7 if subscriber.frequency is Frequency.WEEKLY else 1)
+
+
+def window_for(
+    previous_end: datetime | None, first_due: datetime, length: timedelta, now: datetime
+) -> Window:
+    """The window rule: from where the reader's last window ended (their first digest:
+    one period before its due time) to now. Every digest is built with this rule."""
+    start = previous_end or first_due - length
+    return Window(start, max(now, start))
+
+
+def next_digest(session: Session, subscriber: Subscriber, now: datetime) -> DigestSpec:
+    """The digest the reader would get if it were built at ``now``.
+
+    Reads the ledger, writes nothing: the window and due time a row planned now
+    would be given when a worker fixes it (``pipeline.ledger``).
+    """
+    previous_end, first_due = session.execute(
+        select(func.max(Digest.window_end), func.min(Digest.due_at)).where(
+            Digest.subscriber_id == subscriber.id
+        )
+    ).one()
+    due = current_period(
+        now, subscriber.timezone, subscriber.frequency, subscriber.send_hour, subscriber.weekday
+    ).due_at
+    first = min(first_due, due) if first_due is not None else due
+    window = window_for(previous_end, first, period_length(subscriber), now)
+    return DigestSpec(subscriber, window, due)
+
+
+# --- what a built digest is ----------------------------------------------------------------
+
+
+@dataclass
+class ComposedDigest:
+    """One reader's digest, matched and rendered (``message`` is None if nothing is sent)."""
+
+    subscriber: Subscriber
+    window: Window
+    matched: list[matching.MatchedPaper]  # best first, at most the reader's maximum
+    arrived: int  # papers new in the window
+    beyond_limit: int  # matched, but over the reader's maximum
+    rendered: RenderedEmail | None = None
+    message: BuiltMessage | None = None
+    #: Why no email would go out (nothing new, nothing matched), or None.
+    skip_reason: str | None = None
+
+    @property
+    def shown_ids(self) -> list[int]:
+        """The papers the email carries, in order (a huge day may not all fit)."""
+        shown = self.rendered.shown if self.rendered is not None else 0
+        return [m.paper.id for m in self.matched[:shown]]
+
+
+# --- the builder ---------------------------------------------------------------------------
 
 
 class DigestBuilder:
+    """Builds the digests of one batch: ``specs`` maps a key (a ledger row id, or any
+    key a preview picks) to what that digest is built for."""
+
     def __init__(
-        self, settings: Settings, session: Session, digests: Sequence[Digest], now: datetime
+        self,
+        settings: Settings,
+        session: Session,
+        now: datetime,
+        specs: dict[Hashable, DigestSpec],
     ) -> None:
         self.settings = settings
         self.session = session
         self.now = now
-        self.superseded: set[int] = set()
-        lock_paper_stamps(session, exclusive=True)  # held until the caller commits
-        self._fix_windows(digests)
-        digests = [d for d in digests if d.id not in self.superseded]
-        starts = [d.window_start for d in digests if d.window_start is not None]
-        ends = [d.window_end for d in digests if d.window_end is not None]
+        # Links are stamped with the digest's moment, but never with a future one (a
+        # replayed day, the demo): a link issued in the future is refused as forged.
+        self.links_issued_at = min(now, utcnow())
+        self.specs = specs
         self.papers: list[Paper] = []
-        if starts and ends:
+        if specs:
+            start = min(spec.window.start for spec in specs.values())
+            end = max(spec.window.end for spec in specs.values())
             self.papers = list(
                 session.scalars(
                     select(Paper)
-                    .where(Paper.first_seen_at > min(starts), Paper.first_seen_at <= max(ends))
+                    .where(Paper.first_seen_at > start, Paper.first_seen_at <= end)
                     .order_by(Paper.first_seen_at, Paper.id)
                 )
             )
         # Detached with their loaded state, so a cached index built from them survives
-        # this session's rollbacks and closing (see cached_index).
+        # this session's rollbacks and closing (see IndexCache).
         for paper in self.papers:
             session.expunge(paper)
         self._seen = [p.first_seen_at for p in self.papers]
-        self.suppressed = suppressed_keys(session, [d.subscriber.email_key for d in digests])
-        self.arrived: dict[int, int] = {}
-        self.matched: dict[int, list[matching.MatchedPaper]] = {}
-        self.beyond_limit: dict[int, int] = {}  # matched, but over the reader's maximum
-        self._digests = digests
+        self.arrived: dict[Hashable, int] = {}
+        self.matched: dict[Hashable, list[matching.MatchedPaper]] = {}
+        self.beyond_limit: dict[Hashable, int] = {}
 
-    # -- windows --------------------------------------------------------------------
-
-    def _fix_windows(self, digests: Sequence[Digest]) -> None:
-        """Give each digest without one its paper window, once.
-
-        A window starts where the reader's last fixed window ended (first digest: one
-        period back from its due time) and ends now. A digest that was never built
-        while a newer one for the same reader exists (a day missed while the broker
-        was down) is superseded: the newer window starts at the same place and carries
-        its papers, so no paper is shown twice and none is skipped.
-        """
-        open_ = [d for d in digests if d.window_end is None]
-        if not open_:
-            return
-        readers = {d.subscriber_id for d in open_}
-        previous = dict(
-            self.session.execute(
-                select(Digest.subscriber_id, func.max(Digest.window_end))
-                .where(Digest.subscriber_id.in_(readers), Digest.window_end.is_not(None))
-                .group_by(Digest.subscriber_id)
-            ).all()
-        )
-        dues = {
-            reader: (first, last)
-            for reader, first, last in self.session.execute(
-                select(Digest.subscriber_id, func.min(Digest.due_at), func.max(Digest.due_at))
-                .where(Digest.subscriber_id.in_(readers))
-                .group_by(Digest.subscriber_id)
-            )
-        }
-        for digest in open_:
-            first_due, last_due = dues[digest.subscriber_id]
-            if digest.due_at < last_due:
-                self.superseded.add(digest.id)
-                continue
-            length = timedelta(days=7 if digest.subscriber.frequency is Frequency.WEEKLY else 1)
-            digest.window_start = previous.get(digest.subscriber_id) or first_due - length
-            digest.window_end = max(self.now, digest.window_start)
-            # Fixed and committed with the window, before any send: a resend after a crash
-            # carries the same Message-ID, and the random part keeps it unique across
-            # installations and rebuilt databases that reuse row ids.
-            digest.message_id = digest.message_id or make_message_id(
-                f"{digest.id}.{secrets.token_hex(5)}", self.settings.from_domain
-            )
-
-    def _window_bounds(self, digest: Digest) -> tuple[int, int]:
-        assert digest.window_start is not None and digest.window_end is not None
-        lo = bisect.bisect_right(self._seen, digest.window_start)
-        hi = bisect.bisect_right(self._seen, digest.window_end)
+    def _bounds(self, window: Window) -> tuple[int, int]:
+        lo = bisect.bisect_right(self._seen, window.start)
+        hi = bisect.bisect_right(self._seen, window.end)
         return lo, hi
 
     def match(self) -> None:
         """Index each distinct window's papers once; evaluate every reader against it.
 
-        Called after the windows are committed (and the stamp lock released): indexing
-        can take seconds and must not hold up ingest.
+        The send path calls this after its windows are committed (and the stamp lock
+        released): indexing can take seconds and must not hold up ingest.
         """
-        by_window: dict[tuple[int, int], list[Digest]] = {}
-        for digest in self._digests:
-            by_window.setdefault(self._window_bounds(digest), []).append(digest)
-        like_lookup = semantic_lookup(self.session)
-        for (lo, hi), group in by_window.items():
-            index = cached_index(self.papers[lo:hi], like_lookup)
+        by_window: dict[tuple[int, int], list[Hashable]] = {}
+        for key, spec in self.specs.items():
+            by_window.setdefault(self._bounds(spec.window), []).append(key)
+        like_lookup = semantic.like_lookup(self.session) if semantic.available() else None
+        url = self.settings.database_url
+        for (lo, hi), keys in by_window.items():
+            index = INDEXES.get(url, self.papers[lo:hi], like_lookup)
+            readers = [(key, self.specs[key].subscriber) for key in keys]
             self.matched.update(
                 matching.match_many(
-                    index,
-                    ((d.id, topic_specs(d.subscriber), d.subscriber.max_papers) for d in group),
+                    index, ((key, topic_specs(s), s.max_papers) for key, s in readers)
                 )
             )
-            for digest in group:
-                self.arrived[digest.id] = hi - lo
-                everything = matching.count_matches(index, topic_specs(digest.subscriber))
-                self.beyond_limit[digest.id] = everything - len(self.matched[digest.id])
+            for key, subscriber in readers:
+                self.arrived[key] = hi - lo
+                everything = matching.count_matches(index, topic_specs(subscriber))
+                self.beyond_limit[key] = everything - len(self.matched[key])
 
-    # -- one digest -----------------------------------------------------------------
-
-    def send_one(self, digest: Digest, transport: Transport) -> DigestStatus:
-        subscriber = digest.subscriber
-        if digest.id in self.superseded:
-            return self._finish(
-                digest, DigestStatus.SKIPPED, "superseded: a later digest carries its papers"
-            )
-        if subscriber.status is not SubscriberStatus.ACTIVE:
-            return self._finish(digest, DigestStatus.SKIPPED, f"subscriber is {subscriber.status}")
-        if subscriber.email_key in self.suppressed:
-            return self._finish(digest, DigestStatus.FAILED, "address is on the suppression list")
-        matched, arrived = self.matched[digest.id], self.arrived[digest.id]
-        if not matched and not self.settings.quiet_day_note:
-            return self._finish(
-                digest,
-                DigestStatus.SKIPPED,
-                "no new papers" if arrived == 0 else f"none of {arrived} new papers matched",
-            )
-        # Set with the window; a row whose window was fixed by an older version gets the
-        # old deterministic form, which is just as stable across resends.
-        digest.message_id = digest.message_id or make_message_id(
-            digest.id, self.settings.from_domain
-        )
-        try:
-            unsubscribe = unsubscribe_url(self.settings, subscriber, session=self.session)
-            rendered = render.render_digest(self._context(digest, matched, arrived, unsubscribe))
-            # Only what the email carries counts as shown (a huge day may not all fit).
-            digest.paper_ids = [m.paper.id for m in matched[: rendered.shown]]
-            message = build_message(
-                self.settings,
-                rendered,
-                to=subscriber.email,
-                message_id=digest.message_id,
-                unsubscribe_url=unsubscribe,
-                date=self.now,
-            )
-        except SQLAlchemyError:
-            raise  # the database, not this digest: the task retries, the lease covers the rest
-        except Exception as exc:
-            # A digest we cannot build (an address our messages cannot carry, a template
-            # tripping on odd data) fails alone: raised, it would leave the rest of its
-            # batch leased, and fail again with them at every sweep, forever.
-            log.exception("digest %s for %s cannot be built", digest.id, subscriber.email)
-            return self._finish(digest, DigestStatus.FAILED, f"cannot build the message: {exc}")
-        outcome = transport.send(
-            message.envelope_from,
-            message.to,
-            message.data,
-            message.message_id,
-            attempt=digest.attempts,
-        )
-        return self._record(digest, outcome)
-
-    def _context(
+    def compose(
         self,
-        digest: Digest,
-        matched: list[matching.MatchedPaper],
-        arrived: int,
-        unsubscribe: str,
-    ) -> render.DigestContext:
-        subscriber = digest.subscriber
-        return render.DigestContext(
+        key: Hashable,
+        message_id: str,
+        *,
+        html_budget: int | None = HTML_BUDGET,
+        subject_prefix: str = "",
+        always: bool = False,
+    ) -> ComposedDigest:
+        """Render and build one digest (after :meth:`match`).
+
+        ``html_budget=None`` lays out every matched paper as a card (a page in the
+        browser has no size limit); the email keeps to Gmail's. A digest with nothing
+        to say gets a ``skip_reason`` and no message, unless ``always`` (a preview
+        shows what the quiet-day note would be).
+        """
+        spec = self.specs[key]
+        subscriber = spec.subscriber
+        composed = ComposedDigest(
+            subscriber=subscriber,
+            window=spec.window,
+            matched=self.matched[key],
+            arrived=self.arrived[key],
+            beyond_limit=self.beyond_limit.get(key, 0),
+        )
+        if not composed.matched and not self.settings.quiet_day_note:
+            composed.skip_reason = (
+                "no new papers"
+                if composed.arrived == 0
+                else f"none of {composed.arrived} new papers matched"
+            )
+            if not always:
+                return composed
+        issued = self.links_issued_at
+        unsubscribe = unsubscribe_url(self.settings, subscriber, session=self.session, now=issued)
+        context = render.DigestContext(
             settings=self.settings,
             email=subscriber.email,
             timezone=subscriber.timezone,
-            date=digest.due_at.astimezone(zone(subscriber.timezone)).date(),
-            papers=matched,
+            date=spec.due_at.astimezone(zone(subscriber.timezone)).date(),
+            papers=composed.matched,
             topic_labels=[t.label for t in subscriber.topics],
-            manage_url=manage_url(self.settings, subscriber, session=self.session),
+            manage_url=manage_url(self.settings, subscriber, session=self.session, now=issued),
             unsubscribe_url=unsubscribe,
-            papers_arrived=arrived,
+            papers_arrived=composed.arrived,
             weekly=subscriber.frequency is Frequency.WEEKLY,
-            beyond_limit=self.beyond_limit.get(digest.id, 0),
+            beyond_limit=composed.beyond_limit,
         )
-
-    def _record(self, digest: Digest, outcome: Outcome) -> DigestStatus:
-        digest.smtp_code = outcome.code
-        if outcome.status == "sent":
-            digest.sent_at = utcnow()
-            return self._finish(digest, DigestStatus.SENT, None)
-        if outcome.status == "unknown":
-            # The server may have the message: never resent automatically (RFC 1047).
-            return self._finish(digest, DigestStatus.UNKNOWN, outcome.describe())
-        if outcome.status == "permanent" and outcome.should_suppress:
-            suppress(self.session, digest.subscriber.email, outcome.message, outcome.code)
-            digest.subscriber.status = SubscriberStatus.BOUNCED
-            return self._finish(digest, DigestStatus.FAILED, outcome.describe())
-        # Transient failures, and permanent ones that are about us rather than the address
-        # (a relay refusing our MAIL FROM, a policy block): keep the digest and retry, so an
-        # operator fixing the relay loses nobody's morning; the breaker sees them too.
-        if digest.attempts >= MAX_ATTEMPTS:
-            return self._finish(
-                digest,
-                DigestStatus.FAILED,
-                f"gave up after {digest.attempts} attempts: {outcome.describe()}",
+        rendered = render.render_digest(context, html_budget=html_budget)
+        if subject_prefix:
+            rendered = RenderedEmail(
+                subject_prefix + rendered.subject, rendered.html, rendered.text, rendered.shown
             )
-        digest.status = DigestStatus.RETRY
-        # Backoff counted from our clock (which `digest run --at` may have moved), not the
-        # transport's, so a replayed day retries inside that day.
-        digest.retry_at = self.now + timedelta(seconds=backoff_seconds(digest.attempts))
-        digest.error = outcome.describe()
-        digest.lease_owner = digest.lease_until = None
-        return DigestStatus.RETRY
-
-    def defer(self, digest: Digest, now: datetime, reason: str) -> None:
-        digest.status = DigestStatus.RETRY
-        digest.retry_at = now + timedelta(minutes=5)
-        digest.error = reason
-        digest.attempts -= 1  # not attempted: it should not count towards giving up
-        digest.lease_owner = digest.lease_until = None
-
-    def _finish(self, digest: Digest, status: DigestStatus, error: str | None) -> DigestStatus:
-        digest.status = status
-        digest.error = error
-        digest.finished_at = utcnow()
-        digest.lease_owner = digest.lease_until = None
-        return status
-
-
-#: Indexes of recent windows, kept across batches: a worker sends hundreds of batches
-#: over the same day's papers, and indexing 3,000 papers costs seconds.
-_INDEX_CACHE: OrderedDict[tuple[object, ...], matching.PaperIndex] = OrderedDict()
-_INDEX_CACHE_SIZE = 4
-
-
-def cached_index(
-    papers: Sequence[Paper], like_lookup: Callable[[str], bytes | None] | None
-) -> matching.PaperIndex:
-    """The index of these papers, reused while none of them changed.
-
-    Ingest bumps ``last_seen_at`` on every sighting, so the newest ``last_seen_at``
-    in the key notices fresh upvotes or a new version. An index holding a
-    session-bound ``like:`` lookup is not shared between sessions.
-    """
-    if like_lookup is not None or not papers:
-        return matching.build_index(papers, like_lookup=like_lookup)
-    key = (
-        len(papers),
-        papers[0].id,
-        papers[-1].id,
-        sum(p.id for p in papers),
-        max(p.last_seen_at for p in papers),
-    )
-    index = _INDEX_CACHE.get(key)
-    if index is None:
-        index = _INDEX_CACHE[key] = matching.build_index(papers)
-        while len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
-            _INDEX_CACHE.popitem(last=False)
-    _INDEX_CACHE.move_to_end(key)
-    return index
+        composed.rendered = rendered
+        composed.message = build_message(
+            self.settings,
+            rendered,
+            to=subscriber.email,
+            message_id=message_id,
+            unsubscribe_url=unsubscribe,
+            date=self.now,
+        )
+        return composed
 
 
 def topic_specs(subscriber: Subscriber) -> list[matching.TopicSpec]:
     return [matching.TopicSpec(id=t.id, label=t.label, query=t.query) for t in subscriber.topics]
 
 
-def semantic_lookup(session: Session) -> Callable[[str], bytes | None] | None:
-    """Resolves `like:ID` topics to stored embeddings, when semantic matching is installed."""
-    return semantic.like_lookup(session) if semantic.available() else None
+# --- indexes kept across batches -----------------------------------------------------------
+
+
+class IndexCache:
+    """Indexes of recent windows, per database, reused while none of their papers changed.
+
+    Ingest bumps ``last_seen_at`` on every sighting, so the newest ``last_seen_at``
+    in the key notices fresh upvotes or a new version. An index holding a
+    session-bound ``like:`` lookup is never shared between sessions.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._indexes: OrderedDict[tuple[object, ...], matching.PaperIndex] = OrderedDict()
+        caches.register(self._indexes.clear)
+
+    def get(
+        self,
+        database_url: str,
+        papers: Sequence[Paper],
+        like_lookup: Callable[[str], bytes | None] | None,
+    ) -> matching.PaperIndex:
+        if like_lookup is not None or not papers:
+            return matching.build_index(papers, like_lookup=like_lookup)
+        key = (
+            database_url,
+            len(papers),
+            papers[0].id,
+            papers[-1].id,
+            sum(p.id for p in papers),
+            max(p.last_seen_at for p in papers),
+        )
+        index = self._indexes.get(key)
+        if index is None:
+            index = self._indexes[key] = matching.build_index(papers)
+            while len(self._indexes) > self.size:
+                self._indexes.popitem(last=False)
+        self._indexes.move_to_end(key)
+        return index
+
+
+INDEXES = IndexCache()
+
+
+__all__ = [
+    "INDEXES",
+    "ComposedDigest",
+    "DigestBuilder",
+    "DigestSpec",
+    "IndexCache",
+    "Window",
+    "next_digest",
+    "period_length",
+    "topic_specs",
+    "window_for",
+]

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, selectinload
 from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.deliver import transport_from_settings
-from digest.pipeline.compose import DigestBuilder
 from digest.pipeline.lease import claim, renew_lease, worker_id
+from digest.pipeline.ledger import LedgerBatch
 from digest.store import db
 from digest.store.models import Digest, DigestStatus, Subscriber
 
@@ -60,9 +60,9 @@ def send_batch(settings: Settings, ids: Sequence[int], now: datetime | None = No
     renewed = started
     with factory() as session:
         digests = _load(session, claimed)
-        builder = DigestBuilder(settings, session, digests, now)
+        batch = LedgerBatch(settings, session, digests, now)
         session.commit()  # windows fixed before anything is sent
-        builder.match()
+        batch.match()
         transient_in_a_row = 0
         with transport_from_settings(settings) as transport:
             for position, digest in enumerate(digests):
@@ -76,11 +76,11 @@ def send_batch(settings: Settings, ids: Sequence[int], now: datetime | None = No
                     continue  # the lease ran out under us and someone else has it now
                 if transient_in_a_row >= BREAKER_THRESHOLD:
                     # The server is failing: give the rest back instead of burning attempts.
-                    builder.defer(digest, now, "not attempted: mail server failing")
+                    batch.defer(digest, now, "not attempted: mail server failing")
                     session.commit()
                     result.count(DigestStatus.RETRY)
                     continue
-                status = builder.send_one(digest, transport)
+                status = batch.send_one(digest, transport)
                 session.commit()  # the outcome is durable before the next message
                 result.count(status)
                 transient_in_a_row = transient_in_a_row + 1 if status is DigestStatus.RETRY else 0

@@ -126,23 +126,26 @@ def _size(rendered: RenderedEmail) -> int:
     return len(rendered.html.encode())
 
 
-def render_digest(ctx: DigestContext) -> RenderedEmail:
+def render_digest(ctx: DigestContext, html_budget: int | None = HTML_BUDGET) -> RenderedEmail:
     """The digest email for one subscriber: subject, HTML and plain text.
 
-    If the HTML would pass :data:`HTML_BUDGET` (Gmail clips at ~102 KB), the papers
+    If the HTML would pass ``html_budget`` (Gmail clips at ~102 KB), the papers
     that do not fit as cards (the lowest ranked) become one line each; only if even
     those lines do not fit are the last papers left out, and the email says how many.
-    ``shown`` tells the caller which papers went out.
+    ``shown`` tells the caller which papers went out. ``html_budget=None`` (a page in
+    a browser) shows every paper as a card.
     """
     rendered = _render("digest", digest_view(ctx))
+    if html_budget is None:
+        return rendered
     total = rendered.shown
     full = total
-    while _size(rendered) > HTML_BUDGET and full > 0:
-        full = max(0, min(full - 1, int(full * HTML_BUDGET / _size(rendered) * 0.97)))
+    while _size(rendered) > html_budget and full > 0:
+        full = max(0, min(full - 1, int(full * html_budget / _size(rendered) * 0.97)))
         rendered = _render("digest", digest_view(ctx, full=full))
     brief = total - full
-    while _size(rendered) > HTML_BUDGET and brief > 0:
-        brief = max(0, min(brief - 1, int(brief * HTML_BUDGET / _size(rendered) * 0.97)))
+    while _size(rendered) > html_budget and brief > 0:
+        brief = max(0, min(brief - 1, int(brief * html_budget / _size(rendered) * 0.97)))
         rendered = _render("digest", digest_view(ctx, full=0, brief=brief))
     return rendered
 

@@ -163,28 +163,46 @@ def read_token(
     return _with_session(settings, session, check)
 
 
-def _url(settings: Settings, kind: str, subscriber: Subscriber, session: Session | None) -> str:
-    token = make_token(settings, subscriber, kind, session=session)
+def _url(
+    settings: Settings,
+    kind: str,
+    subscriber: Subscriber,
+    session: Session | None,
+    now: datetime | None,
+) -> str:
+    token = make_token(settings, subscriber, kind, session=session, now=now)
     return f"{settings.base_url.rstrip('/')}/{kind}/{token}"
 
 
 def confirm_url(
-    settings: Settings, subscriber: Subscriber, *, session: Session | None = None
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    session: Session | None = None,
+    now: datetime | None = None,
 ) -> str:
-    return _url(settings, "confirm", subscriber, session)
+    return _url(settings, "confirm", subscriber, session, now)
 
 
 def manage_url(
-    settings: Settings, subscriber: Subscriber, *, session: Session | None = None
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    session: Session | None = None,
+    now: datetime | None = None,
 ) -> str:
-    return _url(settings, "manage", subscriber, session)
+    return _url(settings, "manage", subscriber, session, now)
 
 
 def unsubscribe_url(
-    settings: Settings, subscriber: Subscriber, *, session: Session | None = None
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    session: Session | None = None,
+    now: datetime | None = None,
 ) -> str:
     """The one-click unsubscribe link (RFC 8058 POST target and the footer link)."""
-    return _url(settings, "unsubscribe", subscriber, session)
+    return _url(settings, "unsubscribe", subscriber, session, now)
 
 
 def rotate_tokens(session: Session, subscriber: Subscriber) -> None:
