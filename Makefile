@@ -15,13 +15,14 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed  ## run the whole pipeline on bundled sample feeds, no servers needed
 	$(BIN)/digest demo
 
-test: $(BIN)/.installed  ## the whole test suite (needs PostgreSQL and Redis on localhost)
-	$(BIN)/ruff check digest workers tests bench
+test: lint  ## the checks, then the whole test suite (needs PostgreSQL and Redis on localhost)
 	$(BIN)/pytest
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed  ## ruff, the layer contracts (import-linter) and mypy
 	$(BIN)/ruff check digest workers tests bench
 	$(BIN)/ruff format --check digest workers tests bench
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/matching.py

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
+from digest.core import caches
 from digest.store import db
 from digest.store.models import Base
 
@@ -28,6 +29,12 @@ PG_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> None:
+    """No test sees another's process-wide caches (indexes, parsed queries, settings)."""
+    caches.clear_all()
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ SAMPLE_FEEDS = (
     ("https://huggingface.co/api/daily_papers", FeedKind.HF_DAILY, "hf_daily.json"),
 )
 
-READERS = (
+READERS: tuple[tuple[str, str, list[str]], ...] = (
     ("ada@example.org", "Europe/London", ["machine unlearning", "jailbreak OR guardrails"]),
     ("grace@example.org", "America/New_York", ['"fine-tuning" safety', "title:autonomous driving"]),
     ("alan@example.org", "Asia/Tokyo", []),  # no topics: trending papers

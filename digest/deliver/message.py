@@ -97,7 +97,7 @@ def make_message_id(key: int | str, domain: str) -> str:
 
 def _encoded_words(text: str) -> list[str]:
     """RFC 2047 base64 encoded-words of at most 75 characters, split between characters."""
-    words: list[str] = []
+    words: list[bytes] = []
     chunk = b""
     for ch in text:
         b = ch.encode("utf-8")

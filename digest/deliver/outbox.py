@@ -39,7 +39,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def html_part(data: bytes) -> str | None:
     message = email.message_from_bytes(data, policy=email.policy.default)
-    body = message.get_body(("html",))  # type: ignore[attr-defined]
+    body = message.get_body(("html",))
     return None if body is None else body.get_content()
 
 

@@ -132,7 +132,7 @@ def _new_paper(record: PaperRecord, now: datetime) -> Paper:
         abstract=record.abstract,
         authors=list(record.authors),
         categories=list(record.categories),
-        primary_category=record.primary_category or (record.categories[:1] or [None])[0],
+        primary_category=record.primary_category or next(iter(record.categories), None),
         url=record.url,
         pdf_url=record.pdf_url,
         hf_url=record.hf_url,

@@ -87,7 +87,7 @@ def together(a: q.Text, b: q.Text) -> tuple[tuple[str, ...], ...]:
     the last term of one next to the first of the other, or both as one word
     ("fine tuning" written "finetuning")."""
     one = q.joined_form(a, b)
-    keys = [
+    keys: list[tuple[str, ...]] = [
         (sa[-1], sb[0])
         for sa in a.seqs
         for sb in b.seqs

@@ -31,16 +31,32 @@ log = logging.getLogger(__name__)
 
 
 class PaperLike(Protocol):
-    id: Any
-    title: str
-    abstract: str
-    authors: list[str]
-    categories: list[str]
-    sources: list[str]
-    upvotes: int | None
-    first_seen_at: datetime | None
-    published_at: datetime | None
-    embedding: bytes | None
+    """What matching reads of a paper (``digest.store.models.Paper`` is one)."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def abstract(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def authors(self) -> list[str]: ...
+    @property
+    def categories(self) -> list[str]: ...
+    @property
+    def sources(self) -> list[str]: ...
+    @property
+    def upvotes(self) -> int | None: ...
+    @property
+    def first_seen_at(self) -> datetime | None: ...
+    @property
+    def published_at(self) -> datetime | None: ...
+    @property
+    def embedding(self) -> bytes | None: ...
 
 
 _BYTE_BITS = [[b for b in range(8) if byte >> b & 1] for byte in range(256)]
@@ -223,8 +239,8 @@ class PaperIndex:
             self.cats.append([str(c) for c in getattr(paper, "categories", None) or []])
             self._ids.append((getattr(paper, "arxiv_id", None), getattr(paper, "key", None)))
             self._embeddings.append(getattr(paper, "embedding", None))
-            for name in names:
-                for part in name.parts:
+            for author in names:
+                for part in author.parts:
                     lst = author_parts.setdefault(part, [])
                     if not lst or lst[-1] != i:
                         lst.append(i)

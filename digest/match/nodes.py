@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _cached_hash(cls: type) -> type:
@@ -35,7 +35,7 @@ class Text:
     seqs: tuple[tuple[str, ...], ...]
     display: str  # as the reader wrote it, for the reason line
     quoted: bool = False
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
@@ -44,7 +44,7 @@ class Author:
     surname: str  # normalised
     given: tuple[str, ...] = ()  # normalised given names or initials
     display: str = ""
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
@@ -54,14 +54,14 @@ class Category:
     # cat:math.* -> "math." (math, math.CO; not math-ph), cat:cs.L* -> "cs.l".
     value: str
     prefix: bool = False
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class Source:
     value: str
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
@@ -69,48 +69,48 @@ class Source:
 class Upvotes:
     op: str
     value: int
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class Trending:
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class Like:
     paper_id: str  # an arXiv id without version, or any stored paper key
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class Semantic:
     text: str
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class And:
     children: tuple[Node, ...]
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class Or:
     children: tuple[Node, ...]
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 @_cached_hash
 @dataclass(frozen=True, slots=True)
 class Not:
     child: Node
-    _h: int = field(default=0, init=False, repr=False, compare=False)
+    _h: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
 
 Leaf = Text | Author | Category | Source | Upvotes | Trending | Like | Semantic

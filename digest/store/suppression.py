@@ -54,7 +54,7 @@ def get_suppression(session: Session, email: str) -> Suppression | None:
 def unsuppress(session: Session, email: str) -> bool:
     """Lift the suppression; True if the address was on the list."""
     result = session.execute(delete(Suppression).where(Suppression.email_key == email_key(email)))
-    return bool(result.rowcount)
+    return bool(getattr(result, "rowcount", 0))  # a DML result (CursorResult) has one
 
 
 __all__ = [

@@ -363,6 +363,7 @@ def _insert_postgres(
         return
     now = utcnow().astimezone(UTC).replace(tzinfo=None)  # timestamp columns are naive UTC
     raw = session.connection().connection.driver_connection
+    assert raw is not None  # a checked-out connection always has its driver connection
     with raw.cursor() as cursor:
         cursor.execute(
             "CREATE TEMP TABLE digest_import_subscribers "
@@ -454,7 +455,7 @@ def _insert_chunk(
             ],
         )
     )
-    topics = []
+    topics: list[dict[str, Any]] = []
     for row_line, values in rows:
         subscriber_id = ids.get(values["email_key"])
         if subscriber_id is None:
@@ -466,5 +467,5 @@ def _insert_chunk(
             for query, label in values["topics"]
         )
     if topics:
-        session.execute(insert(Topic.__table__), topics)
+        session.execute(insert(Topic), topics)
     report.topics += len(topics)

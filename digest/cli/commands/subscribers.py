@@ -93,7 +93,7 @@ def add(
     --topic 'author:bengio' --tz Europe/London --hour 8 --confirmed
     """
     settings = get_settings()
-    given = {
+    given: dict[str, Any] = {
         name: value
         for name, value in {
             "timezone": timezone,

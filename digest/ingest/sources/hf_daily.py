@@ -85,7 +85,8 @@ def _record(item: object, position: int, skipped: list[str]) -> PaperRecord | No
     if not isinstance(item, dict):
         skipped.append(f"item {position}: a JSON {_json_type(item)}, expected an object")
         return None
-    paper = item.get("paper") if isinstance(item.get("paper"), dict) else item
+    nested = item.get("paper")
+    paper: dict[str, Any] = nested if isinstance(nested, dict) else item
     title = clean_text(_str(paper.get("title")) or _str(item.get("title")))
     raw_id = clean_text(_str(paper.get("id")))
     found = extract_arxiv_id(raw_id)

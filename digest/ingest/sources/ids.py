@@ -257,9 +257,10 @@ def parse_date(value: str | time.struct_time | datetime | None) -> datetime | No
         text = value.strip()
         if not text:
             return None
-        dt = _parse_date_text(text)
-        if dt is None:
+        parsed = _parse_date_text(text)
+        if parsed is None:
             return None
+        dt = parsed
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     try:
