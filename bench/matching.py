@@ -11,7 +11,7 @@ and the ratio printed.
     .venv/bin/python bench/matching.py                 # the full run
     .venv/bin/python bench/matching.py --subscribers 10000 --naive-sample 50
 
-Target (issue 3): the full evaluation in under 60 s on one core, and at least
+Target: the full evaluation in under 60 s on one core, and at least
 50x the naive scan's rate. Results are recorded in bench/README.md ("Matching").
 """
 

@@ -1,6 +1,6 @@
 """The pipeline under real workers: Redis, `celery worker`/`celery beat` subprocesses, SMTP.
 
-Each test proves one invariant of DESIGN.md for real, with real processes killed,
+Each test proves one invariant of ARCHITECTURE.md for real, with real processes killed,
 a real Redis flushed and stopped, and a real SMTP server refusing mail:
 
 * a whole simulated day delivers exactly one digest per subscriber, with the right papers;

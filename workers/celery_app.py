@@ -1,6 +1,6 @@
 """The Celery app, built from digest's settings in one place.
 
-Reliability settings (see ../shared/NOTES.md for the measurements behind them):
+Reliability settings (the measurements behind them are in ARCHITECTURE.md):
 late acks plus reject-on-worker-lost, so a SIGKILLed pool child's batch is
 redelivered; a Redis visibility timeout longer than any task (we never use long
 ETAs: retries wait in the database, not in the broker); time limits below it.

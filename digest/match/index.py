@@ -4,7 +4,7 @@ The papers of a period (a busy day: 2,000-3,000) are indexed once
 (:func:`build_index`). Each term, adjacent term pair, author name part,
 category and source gets a postings set stored as a Python ``int`` used as a
 bitset (bit *i* = the *i*-th paper): evaluating a topic is a handful of
-big-integer ANDs/ORs, never a scan over the papers (NOTES.md measured 1,000
+big-integer ANDs/ORs, never a scan over the papers (measured: 1,000
 papers x 50,000 topics in 0.03 s this way, against 20 s for a plain loop).
 Leaf results are cached on the index, so a term shared by many topics is
 looked up once.

@@ -63,15 +63,24 @@ Semantic topics (need ``pip install 'digest[semantic]'``)
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
-from dataclasses import dataclass
 
 from digest.core.caches import memoize
 from digest.errors import QueryError
 from digest.match import semantic
 from digest.match import text as textmod
+from digest.match.lexer import (
+    CATEGORY_RE,
+    FIELDS,
+    LIKE_RE,
+    QUOTE_CHARACTERS,
+    QUOTES,
+    UPVOTES_RE,
+    Tok,
+    field_example,
+    lex,
+)
 from digest.match.nodes import (
     And,
     Author,
@@ -96,129 +105,11 @@ MAX_DEPTH = 24
 MAX_UPVOTES = 10**9
 SEMANTIC_HINT = "semantic topics need the semantic extra: pip install 'digest[semantic]'"
 
-# --- the lexer -------------------------------------------------------------------------
-
-FIELDS = {
-    "title": "title",
-    "ti": "title",
-    "abstract": "abstract",
-    "abs": "abstract",
-    "author": "author",
-    "au": "author",
-    "cat": "cat",
-    "category": "cat",
-    "source": "source",
-    "src": "source",
-    "upvotes": "upvotes",
-    "like": "like",
-}
-_SUGGESTABLE = ["title", "abstract", "author", "cat", "source", "upvotes", "like"]
-_FIELD_RE = re.compile(r"([A-Za-z]+):(.*)\Z", re.S)
-_UPVOTES_RE = re.compile(r"(>=|<=|>|<|=)?([0-9]+)\Z")
-_CATEGORY_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*(\.\*|\*)?\Z")
-_LIKE_RE = re.compile(
-    r"(?:arxiv:)?([0-9]{4}\.[0-9]{4,5}|[a-z-]+(?:\.[A-Z]{2})?/[0-9]{7})(?:v[0-9]+)?\Z", re.I
-)
-#: Every character the language reads as a double quote (typographic ones included).
-QUOTE_CHARACTERS = '"“”„«»'
-_QUOTES = str.maketrans({c: '"' for c in QUOTE_CHARACTERS[1:]})
-
-
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str  # WORD QUOTED LPAREN RPAREN OR AND NOT MINUS FIELD EOF
-    value: str
-    column: int  # 1-based
-    field: str = ""  # for FIELD: canonical field name; value is the inline value
-
-
-def _lex(text: str) -> list[_Tok]:
-    out: list[_Tok] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-            continue
-        col = i + 1
-        if ch == "(":
-            out.append(_Tok("LPAREN", ch, col))
-            i += 1
-        elif ch == ")":
-            out.append(_Tok("RPAREN", ch, col))
-            i += 1
-        elif ch == '"':
-            end = text.find('"', i + 1)
-            if end < 0:
-                raise QueryError("unclosed quote", col)
-            out.append(_Tok("QUOTED", text[i + 1 : end], col))
-            i = end + 1
-        elif ch == "-" and i + 1 < n and not text[i + 1].isspace() and text[i + 1] not in "-)":
-            out.append(_Tok("MINUS", ch, col))
-            i += 1
-        else:
-            j = i
-            while j < n and not text[j].isspace() and text[j] not in '()"':
-                j += 1
-            word = text[i:j]
-            i = j
-            if word in ("OR", "AND", "NOT"):
-                out.append(_Tok(word, word, col))
-                continue
-            m = _FIELD_RE.match(word)
-            if m:
-                name, value = m.group(1), m.group(2)
-                canonical = FIELDS.get(name.lower())
-                if canonical is None:
-                    guess = difflib.get_close_matches(name.lower(), _SUGGESTABLE, n=1, cutoff=0.6)
-                    if value or guess:
-                        hint = (
-                            f" (did you mean {guess[0]}:?)"
-                            if guess
-                            else f"; fields are {', '.join(f + ':' for f in _SUGGESTABLE)}"
-                        )
-                        raise QueryError(f"unknown field '{name}:'", col, hint)
-                    # "AEGIS: online moderation": a colon as punctuation, not a field.
-                    out.append(_Tok("WORD", word, col))
-                    continue
-                if not value and (i >= n or text[i] not in '("'):
-                    what = "a number" if canonical == "upvotes" else "a value"
-                    raise QueryError(
-                        f"{name}: expects {what} like {_example(canonical)} (no space after the colon)",
-                        col,
-                    )
-                # title:-word is -title:word; dropping the minus would mean the opposite.
-                minus_col = col + len(name) + 1
-                while value.startswith("-"):
-                    out.append(_Tok("MINUS", "-", minus_col))
-                    value = value[1:]
-                    minus_col += 1
-                if not value and (i >= n or text[i] not in '("'):
-                    raise QueryError(f"{name}:- needs a value after the minus", col)
-                out.append(_Tok("FIELD", value, col, canonical))
-                continue
-            out.append(_Tok("WORD", word, col))
-    out.append(_Tok("EOF", "", n + 1))
-    return out
-
-
-def _example(field: str) -> str:
-    return {
-        "title": 'title:unlearning or title:"machine unlearning"',
-        "abstract": "abstract:guardrails",
-        "author": 'author:bengio or author:"yoshua bengio"',
-        "cat": "cat:cs.LG or cat:cs.*",
-        "source": "source:hf",
-        "upvotes": "upvotes:>=10",
-        "like": "like:2401.00001",
-    }[field]
-
-
 # --- the parser ------------------------------------------------------------------------
 
 
 class _Parser:
-    def __init__(self, tokens: list[_Tok], source: str) -> None:
+    def __init__(self, tokens: list[Tok], source: str) -> None:
         self.tokens = tokens
         self.source = source
         self.i = 0
@@ -227,10 +118,10 @@ class _Parser:
         self.dropped: list[str] = []  # stop words left out, for the error message
         self.dropped_quoted = False  # ... some of them in quotes
 
-    def peek(self) -> _Tok:
+    def peek(self) -> Tok:
         return self.tokens[self.i]
 
-    def next(self) -> _Tok:
+    def next(self) -> Tok:
         tok = self.tokens[self.i]
         self.i += 1
         return tok
@@ -341,7 +232,7 @@ class _Parser:
         # NOT/MINUS are handled by unary; what is left here can only be misplaced.
         raise QueryError(f"unexpected {tok.value or tok.kind}", tok.column)
 
-    def group(self, open_tok: _Tok, field: str | None) -> Node | None:
+    def group(self, open_tok: Tok, field: str | None) -> Node | None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise QueryError(f"parentheses nested deeper than {MAX_DEPTH}", open_tok.column)
@@ -399,7 +290,7 @@ class _Parser:
         )
         return Text(field, seqs, " ".join(words), quoted)
 
-    def field(self, tok: _Tok) -> Node | None:
+    def field(self, tok: Tok) -> Node | None:
         name, value, col = tok.field, tok.value, tok.column
         if name in ("title", "abstract"):
             if value:
@@ -411,13 +302,13 @@ class _Parser:
         if not value:
             nxt = self.next()
             if nxt.kind != "QUOTED":
-                raise QueryError(f"{name}: expects a value like {_example(name)}", col)
+                raise QueryError(f"{name}: expects a value like {field_example(name)}", col)
             value = nxt.value
         self.count(col)
         if name == "author":
             return _author(value, col)
         if name == "cat":
-            m = _CATEGORY_RE.match(value.strip())
+            m = CATEGORY_RE.match(value.strip())
             if not m:
                 raise QueryError(
                     f"cat: expects a category like cat:cs.LG or cat:cs.*, got '{value}'", col
@@ -434,7 +325,7 @@ class _Parser:
                 raise QueryError("source: expects one name like source:hf or source:arxiv", col)
             return Source(src)
         if name == "upvotes":
-            m = _UPVOTES_RE.match(value.strip())
+            m = UPVOTES_RE.match(value.strip())
             if not m:
                 raise QueryError(f"upvotes: expects a number like upvotes:>=10, got '{value}'", col)
             number = int(m.group(2))
@@ -446,7 +337,7 @@ class _Parser:
                 raise QueryError(f"upvotes:{value.strip()} never matches: counts start at 0", col)
             return node
         if name == "like":
-            m = _LIKE_RE.match(value.strip())
+            m = LIKE_RE.match(value.strip())
             if not m:
                 raise QueryError(
                     f"like: expects an arXiv id like like:2401.00001, got '{value}'", col
@@ -563,7 +454,7 @@ def parse(text: str) -> Query:
 def _parse(text: str) -> Query:
     if len(text) > MAX_LENGTH:
         raise QueryError(f"query is too long ({len(text)} characters; the limit is {MAX_LENGTH})")
-    source = text.translate(_QUOTES)
+    source = text.translate(QUOTES)
     stripped = source.strip()
     if not stripped:
         raise QueryError("empty query")
@@ -577,7 +468,7 @@ def _parse(text: str) -> Query:
         if not content:
             raise QueryError("~ needs a sentence after it, e.g. ~safety of reasoning models")
         return Query(text, Semantic(sentence))
-    parser = _Parser(_lex(source), source)
+    parser = _Parser(lex(source), source)
     root = parser.parse()
     if root is None:
         if parser.dropped:

@@ -1,7 +1,7 @@
 """What every source module produces: normalised paper records.
 
 A source module turns one HTTP response body into a :class:`FeedParseResult`.
-It does no I/O. Normalisation rules (DESIGN.md, issue 2) are applied here, so
+It does no I/O. Normalisation rules (ARCHITECTURE.md) are applied here, so
 ``digest.ingest.merge`` only merges and stores.
 """
 

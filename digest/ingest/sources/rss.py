@@ -1,7 +1,7 @@
 """Any RSS 0.9x/1.0/2.0 or Atom feed (bioRxiv, journals, blogs), through feedparser.
 
 feedparser is always given the bytes in a stream: handed a ``str`` or ``bytes`` it
-may treat them as a URL or a local path and read it (NOTES.md). It sanitises
+may treat them as a URL or a local path and read it (ARCHITECTURE.md). It sanitises
 summaries but returns titles, authors, tags and links raw, so every one of those
 goes through ``ids`` here.
 
