@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from support.factories import make_paper, make_subscriber
 
 from digest.cli import cli
 from digest.config import Settings
 from digest.store import db
-from digest.store.models import Paper
 
 
 def invoke(settings: Settings | None, *args: str, **env: str) -> Result:
@@ -97,14 +97,7 @@ def test_papers_list_since_and_json(settings: Settings) -> None:
     t = datetime(2026, 11, 28, 12, tzinfo=UTC)
     with db.session_scope(settings) as session:
         for i, day in enumerate((t - timedelta(days=2), t, t + timedelta(hours=3))):
-            session.add(
-                Paper(
-                    key=f"arxiv:2511.0000{i}",
-                    title=f"Paper {i}",
-                    first_seen_at=day,
-                    last_seen_at=day,
-                )
-            )
+            make_paper(session, f"Paper {i}", seen=day, arxiv_id=f"2511.0000{i}")
     papers = json.loads(
         invoke(settings, "papers", "list", "--json", "--since", "2026-11-28").output
     )
@@ -116,27 +109,19 @@ def test_papers_list_since_and_json(settings: Settings) -> None:
 
 
 def test_run_in_process_then_stats(settings: Settings) -> None:
-    from digest.subscriptions.lifecycle import add_subscriber
-
     # Real time, so `digest stats` (which looks at the last 7 days from now) sees the run.
     t = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     with db.session_scope(settings) as session:
-        session.add(
-            Paper(
-                key="arxiv:2511.00001",
-                title="Open Problems in Machine Unlearning for AI Safety",
-                abstract="Machine unlearning, the ability to forget.",
-                first_seen_at=t - timedelta(hours=2),
-                last_seen_at=t,
-            )
-        )
-        add_subscriber(
+        make_paper(
             session,
-            "ada@example.org",
-            topics=["machine unlearning"],
-            confirmed=True,
-            hour=t.hour,
-            now=t - timedelta(days=1),
+            "Open Problems in Machine Unlearning for AI Safety",
+            seen=t - timedelta(hours=2),
+            abstract="Machine unlearning, the ability to forget.",
+            arxiv_id="2511.00001",
+            last_seen_at=t,
+        )
+        make_subscriber(
+            session, "ada@example.org", "machine unlearning", hour=t.hour, now=t - timedelta(days=1)
         )
     result = invoke(settings, "run", "--no-fetch", "--at", t.isoformat(), "--json")
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from support.factories import make_paper
 
 from digest.config import Settings
 from digest.store import db
@@ -27,7 +28,7 @@ def test_schema_is_at_head(settings: Settings) -> None:
 
 def test_datetimes_round_trip_as_aware_utc(session: Session) -> None:
     seen = datetime(2026, 11, 29, 8, 30, tzinfo=timezone(timedelta(hours=9)))
-    session.add(Paper(key="arxiv:2401.00001", title="T", first_seen_at=seen, last_seen_at=seen))
+    make_paper(session, "T", seen=seen, arxiv_id="2401.00001")
     session.commit()
     session.expire_all()
     paper = session.scalars(select(Paper)).one()

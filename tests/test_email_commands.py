@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -14,14 +13,13 @@ import click
 import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
-from support.emailkit import SEED
+from support.factories import make_paper, seed
 from support.smtpserver import SmtpSink
 
 from digest.cli.commands.preview import commands, preview, send_test
 from digest.cli.group import DigestGroup
 from digest.config import Settings
 from digest.core.clock import utcnow
-from digest.store.models import Paper
 from digest.store.suppression import suppress
 from digest.subscriptions.lifecycle import add_subscriber
 
@@ -40,23 +38,15 @@ def cli_for(settings: Settings) -> click.Group:
 
 
 def add_papers(session: Session, n: int = 6) -> None:
-    seed = json.loads(SEED.read_text())
     now = utcnow()
-    for i, item in enumerate(seed[:n]):
-        session.add(
-            Paper(
-                key=f"arxiv:2411.{i:05d}",
-                arxiv_id=f"2411.{i:05d}",
-                title=item["title"],
-                abstract=item["abstract"],
-                authors=["Ada Lovelace", "Alan Turing"],
-                categories=["cs.LG"],
-                url=f"https://arxiv.org/abs/2411.{i:05d}",
-                pdf_url=f"https://arxiv.org/pdf/2411.{i:05d}",
-                sources=["arxiv"],
-                first_seen_at=now - timedelta(minutes=10 + i),
-                last_seen_at=now,
-            )
+    for i, title in enumerate(list(seed())[:n]):
+        make_paper(
+            session,
+            title,
+            seen=now - timedelta(minutes=10 + i),
+            arxiv_id=f"2411.{i:05d}",
+            authors=["Ada Lovelace", "Alan Turing"],
+            last_seen_at=now,
         )
     session.commit()
 

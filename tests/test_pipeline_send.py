@@ -7,7 +7,6 @@ versions of these guarantees (killed workers, lost messages) are in test_workers
 from __future__ import annotations
 
 import email
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import make_settings
 from sqlalchemy import select, text
+from support.factories import T, make_papers, make_subscriber, seed
 from support.smtpserver import SmtpSink
 
 from digest import pipeline
@@ -31,20 +31,17 @@ from digest.store.models import (
     SubscriberStatus,
     Suppression,
 )
-from digest.subscriptions.lifecycle import add_subscriber, unsubscribe
+from digest.subscriptions.lifecycle import unsubscribe
 
 pytestmark = pytest.mark.integration
 
-SEED = {
-    p["title"]: p for p in json.loads((Path(__file__).parent / "data/seed_papers.json").read_text())
-}
+SEED = seed()
 UNLEARNING = [
     "Open Problems in Machine Unlearning for AI Safety",
     "Corrective Machine Unlearning",
 ]
 LATER_UNLEARNING = "Challenging Forgets: Unveiling the Worst-Case Forget Sets in Machine Unlearning"
 UNRELATED = "Accident Risk Prediction based on Heterogeneous Sparse Data: New Dataset and Insights"
-T = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)  # an hour after 07:00 UTC
 
 
 @pytest.fixture
@@ -54,34 +51,12 @@ def smtp_settings(db_url: str, tmp_path: Path, smtp_server: SmtpSink) -> Setting
 
 def add_papers(settings: Settings, titles: list[str], seen: datetime) -> list[int]:
     with db.session_scope(settings) as session:
-        papers = []
-        for i, title in enumerate(titles):
-            key = f"2511.{abs(hash(title)) % 100000:05d}"
-            paper = Paper(
-                key=f"arxiv:{key}",
-                arxiv_id=key,
-                version=1,
-                title=title,
-                abstract=SEED[title]["abstract"],
-                authors=["Ada Lovelace"],
-                categories=["cs.LG"],
-                url=f"https://arxiv.org/abs/{key}",
-                pdf_url=f"https://arxiv.org/pdf/{key}",
-                sources=["arxiv"],
-                first_seen_at=seen + timedelta(seconds=i),
-                last_seen_at=seen,
-            )
-            session.add(paper)
-            papers.append(paper)
-        session.flush()
-        return [p.id for p in papers]
+        return [p.id for p in make_papers(session, titles, seen, last_seen_at=seen)]
 
 
 def add_reader(settings: Settings, address: str, *topics: str, **kw: object) -> None:
     with db.session_scope(settings) as session:
-        add_subscriber(
-            session, address, topics=topics, confirmed=True, hour=7, now=T - timedelta(days=2), **kw
-        )
+        make_subscriber(session, address, *topics, **kw)
 
 
 def run(settings: Settings, now: datetime) -> dict[str, int]:

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from conftest import _truncate_postgres, make_settings
 from sqlalchemy import select
+from support.factories import make_paper, make_subscriber
 from support.services import RedisServer, WorkerFactory, child_env, wait_until
 from support.smtpserver import SmtpSink
 
 from digest.config import Settings
 from digest.store import db
-from digest.store.models import Digest, DigestStatus, Paper
-from digest.subscriptions.lifecycle import add_subscriber
+from digest.store.models import Digest, DigestStatus
 
 pytestmark = pytest.mark.integration
 
@@ -41,22 +41,17 @@ def broker_settings(
         lease_seconds=10,
     )
     with db.session_scope(settings) as session:
-        session.add(
-            Paper(
-                key="arxiv:2511.00001",
-                title="Open Problems in Machine Unlearning for AI Safety",
-                abstract="Machine unlearning: the ability to selectively forget.",
-                first_seen_at=T - timedelta(hours=2),
-                last_seen_at=T,
-            )
+        make_paper(
+            session,
+            "Open Problems in Machine Unlearning for AI Safety",
+            seen=T - timedelta(hours=2),
+            abstract="Machine unlearning: the ability to selectively forget.",
+            arxiv_id="2511.00001",
+            last_seen_at=T,
         )
         for i in range(5):
-            add_subscriber(
-                session,
-                f"reader{i}@example.org",
-                topics=["machine unlearning"],
-                confirmed=True,
-                now=T - timedelta(days=1),
+            make_subscriber(
+                session, f"reader{i}@example.org", "machine unlearning", now=T - timedelta(days=1)
             )
     return settings
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import TEST_SECRET
 from support.clikit import cli_env, noun_runner, one_line_error
+from support.factories import make_paper
 
 from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.store.db import session_scope
-from digest.store.models import Paper, Subscriber, Topic
+from digest.store.models import Subscriber, Topic
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +33,14 @@ def db(db_url: str) -> Settings:
             ("Old news: machine unlearning revisited", "Machine unlearning, again.", 30, 90),
         ]
         for i, (title, abstract, days_ago, upvotes) in enumerate(papers):
-            session.add(
-                Paper(
-                    key=f"arxiv:2401.0000{i}",
-                    arxiv_id=f"2401.0000{i}",
-                    title=title,
-                    abstract=abstract,
-                    upvotes=upvotes,
-                    url=f"https://arxiv.org/abs/2401.0000{i}",
-                    first_seen_at=now - timedelta(days=days_ago),
-                    last_seen_at=now,
-                )
+            make_paper(
+                session,
+                title,
+                abstract=abstract,
+                seen=now - timedelta(days=days_ago),
+                arxiv_id=f"2401.0000{i}",
+                upvotes=upvotes,
+                last_seen_at=now,
             )
     return settings
 

@@ -37,6 +37,7 @@ import pytest
 from celery import Celery
 from conftest import make_settings
 from sqlalchemy import func, select
+from support.factories import make_paper
 from support.services import (  # noqa: F401 - fixtures, until conftest registers the plugin
     BeatFactory,
     CeleryWorker,
@@ -108,30 +109,21 @@ class SubSpec:
 def add_papers(settings: Settings, papers: Sequence[PaperSpec]) -> dict[int, int]:
     """Insert the papers; returns seed index -> paper id."""
     with db.session_scope(settings) as session:
-        rows = []
-        for p in papers:
-            arxiv_id = SEED_IDS.get(p.title) or f"2607.{p.seed:05d}"
-            rows.append(
-                Paper(
-                    key=f"arxiv:{arxiv_id}",
-                    arxiv_id=arxiv_id,
-                    version=1,
-                    title=p.title,
-                    abstract=p.abstract,
-                    authors=["Ada Lovelace", "Alan Turing"],
-                    categories=["cs.LG"],
-                    primary_category="cs.LG",
-                    url=f"https://arxiv.org/abs/{arxiv_id}",
-                    pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
-                    upvotes=p.upvotes,
-                    sources=["arxiv", "hf"] if p.upvotes else ["arxiv"],
-                    published_at=p.first_seen_at,
-                    first_seen_at=p.first_seen_at,
-                    last_seen_at=p.first_seen_at,
-                )
+        rows = [
+            make_paper(
+                session,
+                p.title,
+                abstract=p.abstract,
+                seen=p.first_seen_at,
+                arxiv_id=SEED_IDS.get(p.title) or f"2607.{p.seed:05d}",
+                authors=["Ada Lovelace", "Alan Turing"],
+                primary_category="cs.LG",
+                upvotes=p.upvotes,
+                sources=["arxiv", "hf"] if p.upvotes else ["arxiv"],
+                published_at=p.first_seen_at,
             )
-        session.add_all(rows)
-        session.flush()
+            for p in papers
+        ]
         return {p.seed: row.id for p, row in zip(papers, rows, strict=True)}
 
 
