@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
@@ -88,6 +88,14 @@ def default_feed_name(url: str, kind: FeedKind) -> str:
     if kind is FeedKind.ARXIV_API:
         return "arXiv API query"
     return host or url
+
+
+def list_feeds(session: Session) -> list[Feed]:
+    return list(session.scalars(select(Feed).order_by(Feed.id)))
+
+
+def count_enabled(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Feed).where(Feed.enabled)) or 0
 
 
 def get_feed(session: Session, feed_id: int) -> Feed:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -393,6 +393,29 @@ def subscriber_record(
         },
         "topics": [{"id": t.id, "label": t.label, "query": t.query} for t in topics],
     }
+
+
+def list_subscribers(
+    session: Session, statuses: Iterable[SubscriberStatus | str] = ()
+) -> list[tuple[Subscriber, int]]:
+    """Subscribers (of these statuses; default all) by id, with their topic counts.
+
+    Two statements whatever the count: one grouped count, one list.
+    """
+    topic_counts = (
+        select(Topic.subscriber_id, func.count().label("n"))
+        .group_by(Topic.subscriber_id)
+        .subquery()
+    )
+    query = (
+        select(Subscriber, func.coalesce(topic_counts.c.n, 0))
+        .outerjoin(topic_counts, topic_counts.c.subscriber_id == Subscriber.id)
+        .order_by(Subscriber.id)
+    )
+    wanted = [SubscriberStatus(s) for s in statuses]
+    if wanted:
+        query = query.where(Subscriber.status.in_(wanted))
+    return [(s, int(n)) for s, n in session.execute(query).all()]
 
 
 def recent_digests(session: Session, subscriber: Subscriber, limit: int = 10) -> list[Digest]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import click
-from sqlalchemy import select
 
 from digest import ingest
 from digest.cli.common import ROW_ID, echo_json, echo_table, get_settings, open_session
@@ -52,7 +51,7 @@ def list_(as_json: bool) -> None:
     Example: digest feeds list --json
     """
     with open_session() as session:
-        feeds = list(session.scalars(select(Feed).order_by(Feed.id)))
+        feeds = ingest.list_feeds(session)
         if as_json:
             echo_json([_feed_dict(f) for f in feeds])
             return
@@ -174,7 +173,7 @@ def fetch_command(feed_ids: tuple[int, ...], as_json: bool) -> None:
     settings = get_settings()
     with open_session(settings) as session:
         missing = [i for i in feed_ids if session.get(Feed, i) is None]
-        total = len(feed_ids) or session.query(Feed).filter(Feed.enabled).count()
+        total = len(feed_ids) or ingest.count_enabled(session)
     if missing:
         raise click.ClickException(f"no feed with id {', '.join(map(str, missing))}")
     if total == 0:

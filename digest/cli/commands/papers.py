@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-from sqlalchemy import select
 
+from digest import ingest
 from digest.cli.common import Moment, echo_json, echo_table, open_session
 from digest.store.models import Paper
 
@@ -29,11 +29,8 @@ def list_(since: datetime | None, limit: int, as_json: bool) -> None:
 
     Example: digest papers list --since 2026-11-28 --json
     """
-    query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc()).limit(limit)
-    if since is not None:
-        query = query.where(Paper.first_seen_at >= since)
     with open_session() as session:
-        papers = list(session.scalars(query))
+        papers = ingest.list_papers(session, since, limit)
         if as_json:
             echo_json([paper_dict(p) for p in papers])
             return

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest import subscriptions as subs
 from digest.cli.common import echo_json, echo_table, get_settings, open_session
 from digest.store import suppression
-from digest.store.models import Subscriber, SubscriberStatus, Suppression, Topic
+from digest.store.models import Subscriber, SubscriberStatus
 
 STATUS_CHOICES = [s.value for s in SubscriberStatus]
 
@@ -171,19 +170,7 @@ def list_(status: tuple[str, ...], as_json: bool) -> None:
     Example: digest subscribers list --status pending --json
     """
     with open_session() as session:
-        topic_counts = (
-            select(Topic.subscriber_id, func.count().label("n"))
-            .group_by(Topic.subscriber_id)
-            .subquery()
-        )
-        query = (
-            select(Subscriber, func.coalesce(topic_counts.c.n, 0))
-            .outerjoin(topic_counts, topic_counts.c.subscriber_id == Subscriber.id)
-            .order_by(Subscriber.id)
-        )
-        if status:
-            query = query.where(Subscriber.status.in_([SubscriberStatus(s) for s in status]))
-        rows = session.execute(query).all()
+        rows = subs.list_subscribers(session, status)
         if as_json:
             echo_json(
                 [
@@ -236,13 +223,11 @@ def show(email: str, as_json: bool) -> None:
             }
             for d in digests
         ]
-        suppression = session.scalars(
-            select(Suppression).where(Suppression.email_key == subscriber.email_key)
-        ).first()
-        record["suppression"] = suppression and {
-            "reason": suppression.reason,
-            "smtp_code": suppression.smtp_code,
-            "at": suppression.created_at,
+        suppressed = suppression.get_suppression(session, subscriber.email)
+        record["suppression"] = suppressed and {
+            "reason": suppressed.reason,
+            "smtp_code": suppressed.smtp_code,
+            "at": suppressed.created_at,
         }
         if as_json:
             echo_json(record)
