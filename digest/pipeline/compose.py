@@ -26,7 +26,7 @@ from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.core.schedule import zone
 from digest.deliver import Outcome, Transport, backoff_seconds, build_message, make_message_id
-from digest.match import semantic
+from digest.match import semantic, steer
 from digest.store.dialect import lock_paper_stamps
 from digest.store.models import (
     Digest,
@@ -37,6 +37,7 @@ from digest.store.models import (
     SubscriberStatus,
 )
 from digest.store.suppression import suppress, suppressed_keys
+from digest.subscriptions.mailtokens import reply_address, unsubscribe_address, verp_address
 from digest.subscriptions.tokens import manage_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class DigestBuilder:
             session.expunge(paper)
         self._seen = [p.first_seen_at for p in self.papers]
         self.suppressed = suppressed_keys(session, [d.subscriber.email_key for d in digests])
+        # Replies to earlier digests ("mute author X", "less 3"): applied to the ranking.
+        self.steering = steer.load_steering(session, [d.subscriber_id for d in digests])
         self.arrived: dict[int, int] = {}
         self.matched: dict[int, list[matching.MatchedPaper]] = {}
         self.beyond_limit: dict[int, int] = {}  # matched, but over the reader's maximum
@@ -142,15 +145,23 @@ class DigestBuilder:
         for (lo, hi), group in by_window.items():
             index = cached_index(self.papers[lo:hi], like_lookup)
             self.matched.update(
-                matching.match_many(
+                steer.match_many_steered(
                     index,
-                    ((d.id, topic_specs(d.subscriber), d.subscriber.max_papers) for d in group),
+                    (
+                        (d.id, topic_specs(d.subscriber), d.subscriber.max_papers, self._steer(d))
+                        for d in group
+                    ),
                 )
             )
             for digest in group:
                 self.arrived[digest.id] = hi - lo
-                everything = matching.count_matches(index, topic_specs(digest.subscriber))
+                everything = steer.count_steered(
+                    index, topic_specs(digest.subscriber), self._steer(digest)
+                )
                 self.beyond_limit[digest.id] = everything - len(self.matched[digest.id])
+
+    def _steer(self, digest: Digest) -> steer.Steering:
+        return self.steering.get(digest.subscriber_id, steer.NO_STEERING)
 
     # -- one digest -----------------------------------------------------------------
 
@@ -179,8 +190,10 @@ class DigestBuilder:
         try:
             unsubscribe = unsubscribe_url(self.settings, subscriber, session=self.session)
             rendered = render.render_digest(self._context(digest, matched, arrived, unsubscribe))
-            # Only what the email carries counts as shown (a huge day may not all fit).
-            digest.paper_ids = [m.paper.id for m in matched[: rendered.shown]]
+            # Only what the email carries counts as shown (a huge day may not all fit), in
+            # the order of the numbers on its cards: a reply's "more 3" is paper_ids[2].
+            digest.paper_ids = list(rendered.paper_ids)
+            inbound = self.settings.inbound
             message = build_message(
                 self.settings,
                 rendered,
@@ -188,6 +201,14 @@ class DigestBuilder:
                 message_id=digest.message_id,
                 unsubscribe_url=unsubscribe,
                 date=self.now,
+                # Mail in: bounces name this digest, a reply steers it, mail unsubscribes.
+                return_path=verp_address(self.settings, self.session, digest) if inbound else None,
+                reply_to=reply_address(self.settings, self.session, digest) if inbound else None,
+                unsubscribe_mailto=(
+                    unsubscribe_address(self.settings, self.session, subscriber)
+                    if inbound
+                    else None
+                ),
             )
         except SQLAlchemyError:
             raise  # the database, not this digest: the task retries, the lease covers the rest

@@ -1,0 +1,175 @@
+"""Signed mail addresses: where bounces, replies, unsubscribe and confirm mail come back.
+
+Every digest goes out with addresses that name it, so whatever comes back is
+attributed without guessing:
+
+``bounce+<digest id>-<mac>@domain``
+    the envelope sender (VERP): a bounce names the digest, hence the reader.
+``reply+<digest id>-<mac>@domain``
+    the Reply-To: a reply steers that reader's digests ("more 3").
+``unsubscribe+<subscriber id>-<mac>@domain``
+    the List-Unsubscribe ``mailto:`` (RFC 8058 §5): mail to it unsubscribes.
+``confirm+<subscriber id>-<day>-<mac>@domain``
+    the Reply-To of a confirmation asked for by email: replying confirms.
+
+The MAC is HMAC-SHA256 with the installation key (:func:`tokens.signing_key`), over
+the purpose, the ids *and the reader's address*: an address names one person
+forever, even if a row id is reused after a deletion (SQLite can reuse the
+highest id). It is base32, lower case, because mail systems may change the case
+of a local part. The domain is ``settings.mail_domain``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.store.models import Digest, Subscriber
+from digest.subscriptions.tokens import CONFIRM_MAX_AGE, signing_key
+
+KINDS = ("bounce", "reply", "unsubscribe", "confirm")
+_MAC_CHARS = 16
+_LOCAL = re.compile(
+    r"^(bounce|reply|unsubscribe|confirm)\+([0-9]{1,18})(?:-([0-9]{1,6}))?-([a-z2-7]{16})$"
+)
+_EPOCH_DAY = 86400
+
+
+def _mac(key: bytes, *parts: object) -> str:
+    message = "digest-mail|" + "|".join(str(p) for p in parts)
+    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:10]).decode().lower()
+
+
+def _address(settings: Settings, local: str) -> str:
+    return f"{local}@{settings.mail_domain}"
+
+
+def verp_address(settings: Settings, session: Session, digest: Digest) -> str:
+    """The envelope sender of one digest: a bounce to it names the digest and reader."""
+    return _digest_address(settings, session, "bounce", digest)
+
+
+def reply_address(settings: Settings, session: Session, digest: Digest) -> str:
+    """The Reply-To of one digest: a reply to it steers that reader's digests."""
+    return _digest_address(settings, session, "reply", digest)
+
+
+def _digest_address(settings: Settings, session: Session, kind: str, digest: Digest) -> str:
+    if digest.id is None:
+        raise ValueError("flush the digest before making an address for it")
+    key = signing_key(session, settings)
+    mac = _mac(key, kind, digest.id, digest.subscriber_id, digest.subscriber.email_key)
+    return _address(settings, f"{kind}+{digest.id}-{mac}")
+
+
+def unsubscribe_address(settings: Settings, session: Session, subscriber: Subscriber) -> str:
+    """The List-Unsubscribe mailto address: mail to it unsubscribes this reader, forever."""
+    key = signing_key(session, settings)
+    mac = _mac(key, "unsubscribe", subscriber.id, subscriber.email_key)
+    return _address(settings, f"unsubscribe+{subscriber.id}-{mac}")
+
+
+def confirm_address(
+    settings: Settings, session: Session, subscriber: Subscriber, now: datetime | None = None
+) -> str:
+    """The Reply-To of a confirmation: a reply confirms, for :data:`CONFIRM_MAX_AGE`."""
+    day = int((now or utcnow()).timestamp()) // _EPOCH_DAY
+    key = signing_key(session, settings)
+    mac = _mac(key, "confirm", subscriber.id, subscriber.token_version, day, subscriber.email_key)
+    return _address(settings, f"confirm+{subscriber.id}-{day}-{mac}")
+
+
+@dataclass(frozen=True)
+class ParsedAddress:
+    """The parts of one of our signed addresses, not yet checked against the database."""
+
+    kind: str
+    row_id: int
+    day: int | None
+    mac: str
+
+
+def parse_address(settings: Settings, address: str) -> ParsedAddress | None:
+    """The signed address's parts, or None if ``address`` is not of that shape here."""
+    local, at, domain = (address or "").strip().lower().rpartition("@")
+    if not at or domain != settings.mail_domain.lower() or len(local) > 64:
+        return None
+    match = _LOCAL.match(local)
+    if match is None:
+        return None
+    kind, row_id, day, mac = match.groups()
+    if (kind == "confirm") != (day is not None):
+        return None
+    return ParsedAddress(kind, int(row_id), int(day) if day is not None else None, mac)
+
+
+class AddressError(Exception):
+    """A signed address that does not verify (forged, cut, or for a deleted row)."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    kind: str
+    subscriber: Subscriber
+    digest: Digest | None = None
+    expired: bool = False  # a confirm address past CONFIRM_MAX_AGE
+
+
+def resolve(
+    settings: Settings, session: Session, parsed: ParsedAddress, now: datetime | None = None
+) -> Resolved:
+    """The digest and reader a signed address names, or :class:`AddressError`.
+
+    The MAC is compared in constant time and only after the row is loaded: a forged
+    address and one naming a deleted row fail the same way.
+    """
+    key = signing_key(session, settings)
+    if parsed.kind in ("bounce", "reply"):
+        digest = session.get(Digest, parsed.row_id)
+        if digest is None:
+            raise AddressError("no such digest")
+        subscriber = digest.subscriber
+        expected = _mac(key, parsed.kind, digest.id, digest.subscriber_id, subscriber.email_key)
+        _check(expected, parsed.mac)
+        return Resolved(parsed.kind, subscriber, digest)
+    subscriber = session.get(Subscriber, parsed.row_id)
+    if subscriber is None:
+        raise AddressError("no such subscriber")
+    if parsed.kind == "unsubscribe":
+        _check(_mac(key, "unsubscribe", subscriber.id, subscriber.email_key), parsed.mac)
+        return Resolved("unsubscribe", subscriber)
+    expected = _mac(
+        key, "confirm", subscriber.id, subscriber.token_version, parsed.day, subscriber.email_key
+    )
+    _check(expected, parsed.mac)
+    today = int((now or utcnow()).timestamp()) // _EPOCH_DAY
+    age = timedelta(days=today - (parsed.day or 0))
+    return Resolved("confirm", subscriber, expired=age > CONFIRM_MAX_AGE or age.days < -1)
+
+
+def _check(expected: str, given: str) -> None:
+    if not hmac.compare_digest(expected, given):
+        raise AddressError("the signature does not match")
+
+
+__all__ = [
+    "KINDS",
+    "AddressError",
+    "ParsedAddress",
+    "Resolved",
+    "confirm_address",
+    "parse_address",
+    "reply_address",
+    "resolve",
+    "unsubscribe_address",
+    "verp_address",
+]
