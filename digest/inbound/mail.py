@@ -6,7 +6,8 @@ parts nested a thousand deep, a 100 KB line. Reading it never raises and never
 takes more than linear time: the whole message is at most the listener's size
 cap, header values are cut at :data:`HEADER_MAX` before decoding, the MIME tree is
 walked iteratively over at most :data:`MAX_PARTS` parts and :data:`MAX_DEPTH`
-levels, and only the first :data:`TEXT_MAX` characters of the text are kept.
+levels, and only the first :data:`LINES_KEEP` lines of the text are kept, each cut
+at :data:`LINE_KEEP` characters.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import email
 import email.policy
 import hashlib
+import io
 import re
 from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
@@ -27,7 +29,13 @@ from digest.errors import SubscriptionError
 from digest.subscriptions.validate import normalise_email
 
 HEADER_MAX = 2000
-TEXT_MAX = 20_000
+#: The commands' text keeps this many lines, each cut at LINE_KEEP characters (a longer
+#: line is refused whole by the command reader, which only needs to see that it is long).
+LINES_KEEP = 200
+LINE_KEEP = 2000
+TEXT_MAX = LINES_KEEP * (LINE_KEEP + 1)
+#: At most this much of a part is decoded (the listener's size cap is far below).
+PART_MAX = 4 * 1024 * 1024
 HTML_MAX = 100_000
 MAX_PARTS = 200
 MAX_DEPTH = 20
@@ -224,15 +232,25 @@ def _text_and_report(message: Message, defects: list[str]) -> tuple[str, str]:
             continue
         ctype = part.get_content_type()
         if ctype == "text/plain" and plain is None:
-            plain = part_text(part)
+            plain = compact(part_text(part, PART_MAX))
         elif ctype == "text/html" and html is None:
             html = html_text(part_text(part, HTML_MAX))
         if plain is not None:
             break
     if message.defects:
         defects.extend(type(d).__name__ for d in message.defects[:10])
-    text = plain if plain is not None else (html or "")
-    return text[:TEXT_MAX], report_type
+    text = plain if plain is not None else compact(html or "")
+    return text, report_type
+
+
+def compact(text: str) -> str:
+    """The first :data:`LINES_KEEP` lines, each cut at :data:`LINE_KEEP` characters."""
+    lines: list[str] = []
+    for line in io.StringIO(text, newline=None):  # lazily: stop after LINES_KEEP lines
+        lines.append(line.rstrip("\n")[:LINE_KEEP])
+        if len(lines) >= LINES_KEEP:
+            break
+    return "\n".join(lines)
 
 
 class _TextOnly(HTMLParser):
@@ -267,7 +285,7 @@ def html_text(html: str) -> str:
         parser.close()
     except Exception:
         return ""
-    return "".join(parser.chunks)[:TEXT_MAX]
+    return "".join(parser.chunks)[:PART_MAX]
 
 
 __all__ = ["Mail", "content_key", "header_value", "html_text", "message_id", "parse", "sender"]
