@@ -434,7 +434,7 @@ def _more(request: Request, outcome: Outcome, arg: str) -> tuple[bool, str]:
             )
         )
         try:
-            query = steer.keyword_query(paper, others)
+            query = steer.keyword_query(paper, others, [t.query for t in subscriber.topics])
         except QueryError as exc:
             return False, str(exc)
     topic = subs.add_topic(request.session, subscriber, query, label=f"More like: {title}")

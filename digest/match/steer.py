@@ -258,15 +258,18 @@ def _embeddings(session: Session, paper_ids: set[int]) -> dict[int, bytes]:
 # --- "more N": a topic from a paper ---------------------------------------------------
 
 
-def keyword_query(paper: PaperLike, others: Sequence[PaperLike]) -> str:
+def keyword_query(paper: PaperLike, others: Sequence[PaperLike], avoid: Iterable[str] = ()) -> str:
     """A keyword topic for "more like this paper", from its title.
 
     The title's words (common words and numbers left out), rarest first among the
     ``others`` (recent papers) but found in at least one of them: a word only this
-    paper has (a system's name) would make a topic nothing else ever matches. Up to
+    paper has (a system's name) would make a topic nothing else ever matches. Words
+    of the reader's own topics (``avoid``, as written) come last: the paper already
+    matched those, and "more like it" is about what else it is about. Up to
     :data:`KEYWORDS` words are kept while together they still find another paper.
     With no such word, the title's longest words. Always a valid query.
     """
+    avoided = {tok.term for text in avoid for tok in textmod.tokens(text)}
     title_tokens = [
         tok
         for tok in textmod.tokens(str(paper.title or ""))
@@ -289,7 +292,8 @@ def keyword_query(paper: PaperLike, others: Sequence[PaperLike]) -> str:
             postings[term].add(i)
     order = list(by_term)
     found = sorted(
-        (t for t in order if postings[t]), key=lambda t: (len(postings[t]), order.index(t))
+        (t for t in order if postings[t]),
+        key=lambda t: (t in avoided, len(postings[t]), order.index(t)),
     )
     chosen: list[str] = []
     together: set[int] | None = None
