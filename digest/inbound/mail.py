@@ -17,12 +17,13 @@ import contextlib
 import email
 import email.policy
 import hashlib
+import html as html_module
 import io
 import re
 from dataclasses import dataclass, field
 from email.header import Header, decode_header, make_header
 from email.message import Message
-from html.parser import HTMLParser
+from email.parser import BytesHeaderParser
 
 from digest.core.text import clean_text
 from digest.errors import SubscriptionError
@@ -39,6 +40,7 @@ PART_MAX = 4 * 1024 * 1024
 HTML_MAX = 100_000
 MAX_PARTS = 200
 MAX_DEPTH = 20
+MAX_MULTIPARTS = 50
 
 _ANGLE = re.compile(r"<([^<>\s]{3,320})>")
 _BARE = re.compile(r"^[^\s<>,;\"()]{1,320}@[^\s<>,;\"()]{1,255}$")
@@ -68,19 +70,29 @@ def parse(raw: bytes) -> Mail:
     """Read ``raw`` (the bytes as received); total: anything in, a :class:`Mail` out."""
     defects: list[str] = []
     try:
+        if raw.lower().count(b"multipart/") > MAX_MULTIPARTS:
+            # The stdlib parser recurses per nesting level and is quadratic in the depth:
+            # no real message nests this much; read its headers only.
+            raise ValueError(f"more than {MAX_MULTIPARTS} multipart parts")
         # compat32: the lenient parser. The default policy's header parser builds
         # structured objects from stranger input (and had quadratic cases).
         message: Message | None = email.message_from_bytes(raw, policy=email.policy.compat32)
-    except Exception as exc:  # the parser is meant to be total; belt and braces
+    except (Exception, RecursionError) as exc:  # MIME nested beyond Python's stack
         message = None
         defects.append(f"unparseable MIME: {type(exc).__name__}")
-    headers = _headers(message) if message is not None else {}
+    if message is not None:
+        headers = _headers(message)
+    else:  # the headers alone, so the sender can still be told
+        try:
+            headers = _headers(BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw))
+        except Exception:
+            headers = {}
     from_addr, from_problem = sender(headers.get("from", ""), "from" in headers)
     text, report_type = ("", "")
     if message is not None:
         try:
             text, report_type = _text_and_report(message, defects)
-        except Exception as exc:  # malformed MIME: no commands, but the record stays
+        except (Exception, RecursionError) as exc:  # malformed MIME: no commands
             defects.append(f"malformed MIME: {type(exc).__name__}")
     return Mail(
         raw=raw,
@@ -253,39 +265,36 @@ def compact(text: str) -> str:
     return "\n".join(lines)
 
 
-class _TextOnly(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        # A quoted reply (blockquote) holds no commands, nor do scripts and styles.
-        if tag in ("script", "style", "head", "blockquote"):
-            self._skip += 1
-        elif tag in ("br", "p", "div", "li", "tr", "h1", "h2", "h3"):
-            self.chunks.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "head", "blockquote"):
-            self._skip = max(0, self._skip - 1)
-        if tag in ("p", "div", "li", "tr", "blockquote"):
-            self.chunks.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.chunks.append(data)
+# A tag runs to the next ">" or the next "<", whichever comes first: "[^<>]*" cannot
+# run past the next tag, so the scan is linear whatever the input ("<script <script …"
+# made html.parser, and "[^>]*", quadratic: NOTES.md).
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]{0,20})?[^<>]*>?")
+_SKIPPED = frozenset({"script", "style", "head", "blockquote", "title"})
+_BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "table"})
 
 
 def html_text(html: str) -> str:
-    """The text of an HTML body (only when a message has no text/plain part)."""
-    parser = _TextOnly()
-    try:
-        parser.feed(html[:HTML_MAX])
-        parser.close()
-    except Exception:
-        return ""
-    return "".join(parser.chunks)[:PART_MAX]
+    """The text of an HTML body (only when a message has no text/plain part), in one pass.
+
+    Scripts, styles and quoted replies (blockquote) are left out; block tags become
+    line breaks; entities are decoded.
+    """
+    chunks: list[str] = []
+    skip = 0
+    last = 0
+    source = html[:PART_MAX]
+    for match in _TAG.finditer(source):
+        if not skip:
+            chunks.append(source[last : match.start()])
+        last = match.end()
+        closing, name = match.group(1), (match.group(2) or "").lower()
+        if name in _SKIPPED:
+            skip = max(0, skip - 1) if closing else skip + 1
+        if name in _BREAKS or (closing and name in _SKIPPED):
+            chunks.append("\n")
+    if not skip:
+        chunks.append(source[last:])
+    return html_module.unescape("".join(chunks))
 
 
 __all__ = ["Mail", "content_key", "header_value", "html_text", "message_id", "parse", "sender"]
