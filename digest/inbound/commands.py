@@ -158,10 +158,9 @@ def read_lines(subject: str, body: str) -> tuple[list[Line], list[str]]:
         if unknown >= MAX_UNKNOWN:
             notes.append(f"{MAX_UNKNOWN} lines in a row were not commands: the rest was not read")
             break
-    commands = [line for line in lines if not line.problem]
-    if len(commands) > MAX_COMMANDS:
-        last = commands[MAX_COMMANDS - 1]
-        lines = lines[: lines.index(last) + 1]
+    positions = [i for i, line in enumerate(lines) if not line.problem]
+    if len(positions) > MAX_COMMANDS:
+        lines = lines[: positions[MAX_COMMANDS - 1] + 1]
         notes.append(f"only the first {MAX_COMMANDS} commands were carried out")
     if not any(not line.problem for line in lines) and not notes:
         notes.append('no commands found: send "help" for the list')

@@ -264,8 +264,9 @@ def keyword_query(paper: PaperLike, others: Sequence[PaperLike], avoid: Iterable
     The title's words (common words and numbers left out), rarest first among the
     ``others`` (recent papers) but found in at least one of them: a word only this
     paper has (a system's name) would make a topic nothing else ever matches. Words
-    of the reader's own topics (``avoid``, as written) come last: the paper already
-    matched those, and "more like it" is about what else it is about. Up to
+    of the reader's own topics (``avoid``, as written) are left out unless nothing
+    else is left: the paper matched those already, and "more like it" is about what
+    else it is about. Up to
     :data:`KEYWORDS` words are kept while together they still find another paper.
     With no such word, the title's longest words. Always a valid query.
     """
@@ -292,9 +293,9 @@ def keyword_query(paper: PaperLike, others: Sequence[PaperLike], avoid: Iterable
             postings[term].add(i)
     order = list(by_term)
     found = sorted(
-        (t for t in order if postings[t]),
-        key=lambda t: (t in avoided, len(postings[t]), order.index(t)),
-    )
+        (t for t in order if postings[t] and t not in avoided),
+        key=lambda t: (len(postings[t]), order.index(t)),
+    ) or sorted((t for t in order if postings[t]), key=lambda t: (len(postings[t]), order.index(t)))
     chosen: list[str] = []
     together: set[int] | None = None
     for term in found:
