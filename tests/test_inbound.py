@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import socket
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from digest.inbound.addresses import classify
 from digest.store import db
 from digest.store.models import InboundStatus, Subscriber, SubscriberStatus, Topic
 from digest.subscriptions.lifecycle import add_subscriber, get_subscriber
+from digest.subscriptions.mailtokens import unsubscribe_address
 
 pytestmark = pytest.mark.integration
 
@@ -437,6 +439,39 @@ def test_lmtp_answers_each_recipient_and_messages_left_open_are_finished_at_star
         assert list(refused) == ["nobody@digest.example.org"]
         settled(inbound_settings, 2)
         assert len(replies_to(smtp_server, "bob@example.org")) == 1
+        # Two recipients accepted: LMTP answers DATA once for each (RFC 2033 4.2).
+        # smtplib reads one answer only, so this conversation is typed by hand.
+        with db.session_scope(inbound_settings) as session:
+            bob = get_subscriber(session, "bob@example.org")
+            mailto = unsubscribe_address(inbound_settings, session, bob)  # type: ignore[arg-type]
+        forged = mailto[: mailto.index("-") + 1] + "a" * 16 + "@digest.example.org"
+        with socket.create_connection(("127.0.0.1", lmtp.port), timeout=30) as raw:
+            stream = raw.makefile("rwb")
+
+            def say(line: bytes) -> bytes:
+                stream.write(line + b"\r\n")
+                stream.flush()
+                return stream.readline()
+
+            stream.readline()  # the greeting
+            assert say(b"LHLO mta.example.org").startswith(b"250")
+            while not stream.readline().startswith(b"250 "):
+                pass
+            assert say(b"MAIL FROM:<bob@example.org>").startswith(b"250")
+            assert say(b"RCPT TO:<" + REQUEST.encode() + b">").startswith(b"250")
+            assert say(b"RCPT TO:<" + forged.encode() + b">").startswith(b"550")
+            assert say(b"RCPT TO:<" + mailto.encode() + b">").startswith(b"250")
+            assert say(b"DATA").startswith(b"354")
+            body = message("bob@example.org", subject="help", message_id="<two@example.org>")
+            stream.write(body.replace(b"\n.", b"\n..") + b".\r\n")
+            stream.flush()
+            answers = [stream.readline(), stream.readline()]
+            assert all(a.startswith(b"250 ") for a in answers), answers
+            assert say(b"QUIT").startswith(b"221")
+        settled(inbound_settings, 4)
+        assert (
+            subscriber(inbound_settings, "bob@example.org").status is SubscriberStatus.UNSUBSCRIBED
+        )  # type: ignore[union-attr]
     finally:
         assert lmtp.stop() == 0
     assert left.new

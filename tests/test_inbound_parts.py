@@ -17,7 +17,7 @@ from support.emailkit import email_settings
 from digest.config import Settings
 from digest.deliver.message import build_message
 from digest.errors import ConfigError, MessageError
-from digest.inbound import bounces, commands, complaints, mail, replies
+from digest.inbound import actions, bounces, commands, complaints, mail, replies
 from digest.match import build_index, steer
 from digest.match.rank import TopicSpec
 from digest.render.emails import RenderedEmail
@@ -476,4 +476,4 @@ def test_unused_subscriber_model_fields_stay_consistent(session: Session) -> Non
     sub = Subscriber(email="z@example.org", email_key="z@example.org")
     session.add(sub)
     session.flush()
-    assert commands.signals(session, sub) == ([], 0)
+    assert actions.signals(session, sub) == ([], 0)

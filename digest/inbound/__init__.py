@@ -3,7 +3,8 @@
 ``listener`` is the SMTP/LMTP server (RCPT-time address checks, the size cap);
 ``addresses`` says which of our addresses a recipient is; ``record`` keeps every
 message in ``inbound_messages`` before it is acted on; ``process`` dispatches one
-recorded message to ``commands`` (subscribe and steer by email), ``bounces`` (DSNs
+recorded message to ``commands`` and ``actions`` (subscribe and steer by email: reading
+them, carrying them out), ``bounces`` (DSNs
 and other formats, the bounce score), ``complaints`` (ARF) or the unsubscribe by
 mail; ``replies`` decides whether an answer may be sent and plans it; ``mail``
 reads a message defensively. The signed addresses themselves are

@@ -230,11 +230,12 @@ def score(session: Session, email_key: str, stale: timedelta, now: datetime) -> 
     """(the address's bounce score now, how many bounces make it), Mailman-style.
 
     Newest first: each bounce counts while it is within ``stale`` of the one after it
-    (and the newest within ``stale`` of now); one per digest (its worst).
+    (and the newest within ``stale`` of now), back to the last one that suppressed the
+    address; one per digest (its worst).
     """
     rows = session.execute(
-        select(Bounce.received_at, Bounce.points, Bounce.digest_id)
-        .where(Bounce.email_key == email_key, Bounce.points > 0)
+        select(Bounce.received_at, Bounce.points, Bounce.digest_id, Bounce.suppressed)
+        .where(Bounce.email_key == email_key, (Bounce.points > 0) | Bounce.suppressed)
         .order_by(Bounce.received_at.desc(), Bounce.id.desc())
         .limit(SCORE_WINDOW)
     ).all()
@@ -242,12 +243,14 @@ def score(session: Session, email_key: str, stale: timedelta, now: datetime) -> 
     counted = 0
     per_digest: dict[int, float] = {}
     later = now
-    for received_at, points, digest_id in rows:
-        if later - received_at > stale:
+    for received_at, points, digest_id, suppressed in rows:
+        if later - received_at > stale or suppressed:
+            # A suppression ends a run of bounces: once an operator lifts it (the address
+            # works again), the score starts from zero, as Mailman's re-enabling does.
             break
         later = received_at
         seen = per_digest.get(digest_id) if digest_id is not None else None
-        if seen is not None:
+        if digest_id is not None and seen is not None:
             if points > seen:  # a later, worse report of the same digest
                 total += points - seen
                 per_digest[digest_id] = points

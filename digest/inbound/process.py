@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -29,7 +30,7 @@ from digest import subscriptions as subs
 from digest.config import Settings
 from digest.core.addresses import email_key
 from digest.core.clock import utcnow
-from digest.inbound import addresses, bounces, commands, complaints, record, replies
+from digest.inbound import actions, addresses, bounces, commands, complaints, record, replies
 from digest.inbound import mail as mailmod
 from digest.pipeline.notify import Reply, send_reply
 from digest.store import db
@@ -260,7 +261,7 @@ def _commands(
     if owner is not None and email_key(to) != owner.email_key:
         # Someone else's digest or confirmation: tell the sender, touch nothing.
         what = "digest" if via == "reply" else "confirmation email"
-        view = {
+        told: dict[str, Any] = {
             "subject": f"Your message to {settings.brand}",
             "heading": "Nothing was changed",
             "intro": (
@@ -269,7 +270,7 @@ def _commands(
                 f"digests, or write to {settings.request_addr} about your own subscription."
             ),
         }
-        replies.plan(row, to, view, in_reply_to=mail.message_id)
+        replies.plan(row, to, told, in_reply_to=mail.message_id)
         record.finish(
             row,
             InboundStatus.ACTED,
@@ -282,7 +283,7 @@ def _commands(
     head: list[commands.Result] = []
     if via == "confirm":
         head.append(_confirm(session, resolved, now))
-    request = commands.Request(
+    request = actions.Request(
         settings,
         session,
         to,
@@ -292,10 +293,10 @@ def _commands(
         message_id=mail.message_id,
         now=now,
     )
-    outcome = commands.execute(request, lines)
+    outcome = actions.execute(request, lines)
     results = head + outcome.results
     subscriber = outcome.subscriber
-    view = {
+    view: dict[str, Any] = {
         "subject": f"{settings.brand}: your commands",
         "heading": "Your commands",
         "results": [r.as_dict() for r in results],

@@ -97,7 +97,7 @@ def store(
                 select(InboundMessage.id).where(InboundMessage.dedupe_key == key)
             )
             assert row_id is not None
-            out.append(Stored(recipient.address, row_id, bool(result.rowcount)))
+            out.append(Stored(recipient.address, row_id, bool(getattr(result, "rowcount", 0))))
     return out
 
 
@@ -115,7 +115,7 @@ def claim(session: Session, row_id: int, now: datetime | None = None) -> Inbound
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    if not result.rowcount:
+    if not getattr(result, "rowcount", 0):
         return None
     return session.get(InboundMessage, row_id, populate_existing=True)
 

@@ -31,7 +31,7 @@ from digest import subscriptions as subs
 from digest.config import Settings
 from digest.core.addresses import email_key
 from digest.inbound import addresses
-from digest.inbound.commands import schedule_text, signals
+from digest.inbound.actions import schedule_text, signals
 from digest.inbound.mail import Mail
 from digest.store.models import InboundMessage, InboundStatus, Subscriber, SubscriberStatus
 from digest.store.suppression import is_suppressed

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,6 +41,7 @@ from digest.match.index import PaperIndex, PaperLike
 from digest.match.rank import (
     TRENDING,
     MatchedPaper,
+    TopicHit,
     TopicSpec,
     count_matches,
     match_subscriber,
@@ -164,8 +165,15 @@ def demote(matched: Sequence[MatchedPaper], steering: Steering, k: int) -> list[
         if -neg == m.score:
             out.append(m)
         else:
-            out.append(MatchedPaper(m.paper, round(-neg, 4), make_hits=lambda m=m: m.hits))
+            out.append(MatchedPaper(m.paper, round(-neg, 4), make_hits=_hits_of(m)))
     return out
+
+
+def _hits_of(matched: MatchedPaper) -> Callable[[], list[TopicHit]]:
+    def hits() -> list[TopicHit]:
+        return matched.hits
+
+    return hits
 
 
 def match_steered(
@@ -251,14 +259,23 @@ def _embeddings(session: Session, paper_ids: set[int]) -> dict[int, bytes]:
                 Paper.id.in_(chunk), Paper.embedding.is_not(None)
             )
         ):
-            found[pid] = blob
+            if blob:
+                found[pid] = blob
     return found
 
 
 # --- "more N": a topic from a paper ---------------------------------------------------
 
 
-def keyword_query(paper: PaperLike, others: Sequence[PaperLike], avoid: Iterable[str] = ()) -> str:
+class Titled(Protocol):
+    """What :func:`keyword_query` reads of a paper."""
+
+    id: Any
+    title: str
+    abstract: str
+
+
+def keyword_query(paper: Titled, others: Sequence[Titled], avoid: Iterable[str] = ()) -> str:
     """A keyword topic for "more like this paper", from its title.
 
     The title's words (common words and numbers left out), rarest first among the

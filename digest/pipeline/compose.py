@@ -192,7 +192,7 @@ class DigestBuilder:
             rendered = render.render_digest(self._context(digest, matched, arrived, unsubscribe))
             # Only what the email carries counts as shown (a huge day may not all fit), in
             # the order of the numbers on its cards: a reply's "more 3" is paper_ids[2].
-            digest.paper_ids = list(rendered.paper_ids)
+            digest.paper_ids = [pid for pid in rendered.paper_ids if pid is not None]
             inbound = self.settings.inbound
             message = build_message(
                 self.settings,

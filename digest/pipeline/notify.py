@@ -34,6 +34,7 @@ class SimpleEmail:
     message_key: str
     unsubscribe_url: str | None = None  # None only for someone not (yet) subscribed
     values: dict[str, Any] = field(default_factory=dict)
+    unsubscribe_mailto: str | None = None  # the reader's signed unsubscribe+ address
 
 
 def send_simple(settings: Settings, email: SimpleEmail) -> Outcome | None:
@@ -56,6 +57,7 @@ def send_simple(settings: Settings, email: SimpleEmail) -> Outcome | None:
         to=email.to,
         message_id=make_message_id(email.message_key, settings.from_domain),
         unsubscribe_url=email.unsubscribe_url,
+        unsubscribe_mailto=email.unsubscribe_mailto,
     )
     with transport_from_settings(settings) as transport:
         outcome = transport.send(built.envelope_from, built.to, built.data, built.message_id)

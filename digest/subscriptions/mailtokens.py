@@ -137,10 +137,10 @@ def resolve(
         digest = session.get(Digest, parsed.row_id)
         if digest is None:
             raise AddressError("no such digest")
-        subscriber = digest.subscriber
-        expected = _mac(key, parsed.kind, digest.id, digest.subscriber_id, subscriber.email_key)
+        reader = digest.subscriber
+        expected = _mac(key, parsed.kind, digest.id, digest.subscriber_id, reader.email_key)
         _check(expected, parsed.mac)
-        return Resolved(parsed.kind, subscriber, digest)
+        return Resolved(parsed.kind, reader, digest)
     subscriber = session.get(Subscriber, parsed.row_id)
     if subscriber is None:
         raise AddressError("no such subscriber")
