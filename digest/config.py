@@ -7,8 +7,9 @@ at 6 a.m. when the first digest fails.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from digest import __version__
 from digest.core import caches
-from digest.core.addresses import clean_address, split_from
+from digest.core.addresses import clean_address, clean_domain, split_from
 from digest.core.text import clean_text
 from digest.errors import ConfigError, MessageError
 
@@ -93,6 +94,14 @@ class Settings:
     ingest_interval_minutes: int = 60
     plan_interval_seconds: int = 300
     sweep_interval_seconds: int = 120
+    # Mail in (`digest inbound`): see README "Mail in".
+    inbound: bool = True  # digests carry VERP return paths, a mailto unsubscribe, a Reply-To
+    inbound_domain: str = ""  # empty: the domain of DIGEST_FROM
+    request_address: str = ""  # empty: papers-request@<inbound domain>
+    inbound_max_bytes: int = 1024 * 1024
+    inbound_replies_per_hour: int = 5
+    bounce_score_threshold: float = 5.0
+    bounce_stale_days: int = 7
 
     @property
     def uses_broker(self) -> bool:
@@ -113,6 +122,16 @@ class Settings:
     def from_domain(self) -> str:
         _, address = split_from(self.from_addr)
         return address.rpartition("@")[2] or "localhost"
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of our inbound addresses (VERP return paths, unsubscribe, replies)."""
+        return self.inbound_domain or self.from_domain
+
+    @property
+    def request_addr(self) -> str:
+        """Where commands by email go: ``DIGEST_REQUEST_ADDRESS`` or papers-request@…"""
+        return self.request_address or f"papers-request@{self.mail_domain}"
 
     @property
     def user_agent(self) -> str:
@@ -190,9 +209,44 @@ class Settings:
         for name in ("PLAN_INTERVAL_SECONDS", "SWEEP_INTERVAL_SECONDS"):
             if v := get(f"DIGEST_{name}"):
                 values[name.lower()] = int(_number(f"DIGEST_{name}", v, int, 1))
+        _inbound_settings(get, values)
         if values.get("dkim_key_file") and not values.get("dkim_selector"):
             raise ConfigError("DIGEST_DKIM_SELECTOR: required when DIGEST_DKIM_KEY_FILE is set")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _inbound_settings(get: Callable[[str], str | None], values: dict[str, object]) -> None:
+    """The ``DIGEST_*`` settings of mail in (`digest inbound`)."""
+    if (v := get("DIGEST_INBOUND")) is not None:
+        values["inbound"] = _bool("DIGEST_INBOUND", v)
+    if v := get("DIGEST_INBOUND_DOMAIN"):
+        domain = clean_domain(v)
+        if (domain == "localhost" and v.strip(".").lower() != "localhost") or "@" in v:
+            raise ConfigError(f"DIGEST_INBOUND_DOMAIN: not a domain name: {v!r}")
+        values["inbound_domain"] = domain
+    if v := get("DIGEST_REQUEST_ADDRESS"):
+        try:
+            address = clean_address(v)
+        except MessageError as exc:
+            raise ConfigError(f"DIGEST_REQUEST_ADDRESS: {exc}") from None
+        if "+" in address.partition("@")[0]:
+            # The +tag forms are our signed addresses (bounce+…, reply+…): no request
+            # address may look like one.
+            raise ConfigError(f"DIGEST_REQUEST_ADDRESS: no '+' in the local part: {v!r}")
+        values["request_address"] = address
+    if v := get("DIGEST_INBOUND_MAX_BYTES"):
+        values["inbound_max_bytes"] = int(_number("DIGEST_INBOUND_MAX_BYTES", v, int, 65536))
+    if v := get("DIGEST_INBOUND_REPLIES_PER_HOUR"):
+        values["inbound_replies_per_hour"] = int(
+            _number("DIGEST_INBOUND_REPLIES_PER_HOUR", v, int, 1)
+        )
+    if v := get("DIGEST_BOUNCE_SCORE_THRESHOLD"):
+        threshold = _number("DIGEST_BOUNCE_SCORE_THRESHOLD", v, float, 1)
+        if not math.isfinite(threshold):
+            raise ConfigError(f"DIGEST_BOUNCE_SCORE_THRESHOLD: expected a number, got {v!r}")
+        values["bounce_score_threshold"] = threshold
+    if v := get("DIGEST_BOUNCE_STALE_DAYS"):
+        values["bounce_stale_days"] = int(_number("DIGEST_BOUNCE_STALE_DAYS", v, int, 1))
 
 
 #: The environment variables :meth:`Settings.from_env` reads, for docs and checks.

@@ -93,7 +93,12 @@ class TokenError(SubscriptionError):
         self.kind = kind
 
 
+class AddressError(TokenError):
+    """A signed mail address that does not verify (forged, cut, or for a deleted row)."""
+
+
 __all__ = [
+    "AddressError",
     "ConfigError",
     "DatabaseError",
     "DeliveryError",

@@ -23,7 +23,12 @@ from digest.store import db
 from digest.store.models import Base
 
 # Real servers as fixtures: the HTTP feed server, the SMTP server, Redis and Celery processes.
-pytest_plugins = ["support.feedserver", "support.smtpserver", "support.services"]
+pytest_plugins = [
+    "support.feedserver",
+    "support.smtpserver",
+    "support.services",
+    "support.inboundkit",
+]
 
 PG_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -354,7 +355,9 @@ def test_compose_file_matches_the_compose_spec() -> None:
 def test_services_exist_and_start_in_order() -> None:
     compose = load_compose()
     services = compose["services"]
-    assert {"redis", "postgres", "migrate", "worker", "beat", "web", "mailpit"} <= set(services)
+    assert {"redis", "postgres", "migrate", "worker", "beat", "web", "inbound", "mailpit"} <= set(
+        services
+    )
     for name, service in services.items():
         depends = service.get("depends_on", {})
         if isinstance(depends, list):
@@ -374,11 +377,12 @@ def test_services_exist_and_start_in_order() -> None:
     # Everything that touches the database waits for the migration; migrate for PostgreSQL.
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["migrate"]["restart"] == "no"
-    for name in ("worker", "beat", "web"):
+    for name in ("worker", "beat", "web", "inbound"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["postgres"]["condition"] == "service_healthy", name
-        assert depends["redis"]["condition"] == "service_healthy", name
+        if name != "inbound":  # the mail listener never talks to the broker
+            assert depends["redis"]["condition"] == "service_healthy", name
 
 
 def test_one_image_for_every_python_service() -> None:
@@ -396,7 +400,7 @@ def test_one_image_for_every_python_service() -> None:
         argv = command_of(service, env)
         if argv and argv[0] in ENTRY_POINTS:
             assert name in services, f"{name} runs {argv[0]} but not from our image"
-    assert set(services) == {"migrate", "worker", "beat", "web"}
+    assert set(services) == {"migrate", "worker", "beat", "web", "inbound"}
     for service in services.values():
         env_file = service["env_file"]
         assert ".env" in ([env_file] if isinstance(env_file, str) else env_file)
@@ -487,7 +491,7 @@ def test_dev_profile_routes_mail_to_mailpit() -> None:
     assert parse_smtp_url(commented["DIGEST_SMTP_URL"]).security == "starttls"
 
 
-@pytest.mark.parametrize("service", ["migrate", "worker", "beat", "web"])
+@pytest.mark.parametrize("service", ["migrate", "worker", "beat", "web", "inbound"])
 def test_service_command_is_a_real_entry_point(service: str, tmp_path: Path) -> None:
     compose = load_compose()
     argv = command_of(compose["services"][service], compose_env())
@@ -499,6 +503,8 @@ def test_service_command_is_a_real_entry_point(service: str, tmp_path: Path) -> 
         command = resolve_digest(args)
         # A bare group would print its help and exit 0: a "successful" no-op migrate.
         assert not isinstance(command, click.Group), f"{service}: `digest {args}` is a group"
+        if args[:1] == ["inbound"]:
+            run_inbound_for_real(compose["services"][service], args, tmp_path)
     if program == "celery":
         app, subcommand, _ = celery_app_and_subcommand(args)
         if subcommand == "worker":
@@ -514,6 +520,54 @@ def test_service_command_is_a_real_entry_point(service: str, tmp_path: Path) -> 
     if program == "gunicorn":
         options = resolve_gunicorn(args)
         assert options.bind == [f"0.0.0.0:{WEB_PORT}"]
+
+
+def run_inbound_for_real(service: Mapping[str, Any], args: list[str], tmp_path: Path) -> None:
+    """`digest inbound` as compose runs it, on a free port: it speaks the protocol the
+    MTA is told to use, on the port the service publishes and checks, and stops on
+    SIGTERM (what `docker compose stop` sends)."""
+    import smtplib
+    import socket
+
+    port = int(option_value(args, "--port") or 0)
+    published = {
+        p.rsplit(":", 1)[1] for p in (interpolate(x, compose_env()) for x in service["ports"])
+    }
+    assert published == {str(port)}, f"inbound listens on {port}, publishes {published}"
+    assert f"{port})" in " ".join(service["healthcheck"]["test"])
+    assert option_value(args, "--host") == "0.0.0.0", "inside a container: all interfaces"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    argv = [
+        a if a not in ("0.0.0.0", str(port)) else {"0.0.0.0": "127.0.0.1"}.get(a, str(free))
+        for a in args
+    ]
+    env = clean_env(DIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'inbound.db'}", HOME=str(tmp_path))
+    log = tmp_path / "inbound.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("digest")), *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while b"digest inbound:" not in log.read_bytes():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        client = smtplib.LMTP if "--lmtp" in args else smtplib.SMTP
+        with client("127.0.0.1", free, timeout=30) as smtp:
+            code, _ = (
+                smtp.ehlo() if client is smtplib.SMTP else smtp.docmd("LHLO", "mta.example.org")
+            )
+            assert code == 250
+            assert smtp.docmd("MAIL FROM:<a@example.org>")[0] == 250
+            assert smtp.docmd("RCPT TO:<nobody@localhost>")[0] == 550
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0, log.read_text()
 
 
 def test_entry_point_checks_reject_broken_commands(tmp_path: Path) -> None:

@@ -203,7 +203,10 @@ def test_show_has_settings_topics_consent_and_digests(run, cli_settings: Setting
         session.add(
             Suppression(email_key="ada@example.org", reason="550 no such user", smtp_code=550)
         )
-    assert "suppressed:     550 no such user" in run("show", "ada@example.org").stdout
+    assert (
+        "suppressed:     refused at sending: 550 no such user"
+        in run("show", "ada@example.org").stdout
+    )
     assert (
         json.loads(run("show", "ada@example.org", "--json").stdout)["suppression"]["smtp_code"]
         == 550

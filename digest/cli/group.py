@@ -14,8 +14,19 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest import __version__
+from digest.cli.commands import (
+    bounces,
+    demo,
+    feeds,
+    inbound,
+    papers,
+    preview,
+    run,
+    stats,
+    subscribers,
+    topics,
+)
 from digest.cli.commands import db as db_commands
-from digest.cli.commands import demo, feeds, papers, preview, run, stats, subscribers, topics
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.store.db import database_error
@@ -62,7 +73,19 @@ class _LazySettings:
         return self._settings
 
 
-for module in (db_commands, feeds, papers, subscribers, topics, preview, run, stats, demo):
+for module in (
+    db_commands,
+    feeds,
+    papers,
+    subscribers,
+    topics,
+    preview,
+    run,
+    stats,
+    bounces,
+    inbound,
+    demo,
+):
     for command in module.commands:
         cli.add_command(command)
 

@@ -46,10 +46,15 @@ DKIM_HEADERS = (
     b"MIME-Version",
     b"Content-Type",
     b"Auto-Submitted",
+    b"Reply-To",
+    b"In-Reply-To",
 )
 
 _ATEXT_PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A Message-ID we quote back (In-Reply-To) comes from a stranger: only a plain one passes.
+_QUOTABLE_ID = re.compile(r"<[!-;=?-~]{1,200}@[!-;=?-~]{1,200}>")
+AUTO_SUBMITTED = ("auto-generated", "auto-replied")
 
 
 class EmailContent(Protocol):
@@ -153,7 +158,8 @@ def list_unsubscribe(unsubscribe_url: str, mailto: str) -> str:
     url = safe_url(unsubscribe_url)
     if not url or (not url.startswith("https://") and not url.startswith("http://")):
         raise MessageError(f"unsubscribe URL must be http(s): {unsubscribe_url!r}")
-    # The mailto reaches the sender's mailbox; the request's own From says who it is.
+    # The mailto is the reader's signed unsubscribe address when `digest inbound` runs
+    # (mail to it unsubscribes), else the sender's mailbox.
     return f"<{url}>, <mailto:{mailto}?subject=unsubscribe>"
 
 
@@ -217,16 +223,30 @@ def build_message(
     unsubscribe_url: str | None,
     date: datetime | None = None,
     list_id: str | None = None,
+    return_path: str | None = None,
+    reply_to: str | None = None,
+    unsubscribe_mailto: str | None = None,
+    in_reply_to: str | None = None,
+    auto_submitted: str = "auto-generated",
 ) -> BuiltMessage:
     """The full message for one recipient, ready for :meth:`Transport.send`.
 
     ``unsubscribe_url`` is the one-click (RFC 8058) URL; it is required for every
     digest. Pass None only for a transactional email to someone not (yet)
     subscribed, such as the double opt-in confirmation.
+
+    Mail in (`digest inbound`) adds: ``return_path``, the envelope sender (a digest's
+    VERP address; default the From address); ``reply_to``, where a reply goes;
+    ``unsubscribe_mailto``, the address of List-Unsubscribe's mailto (default the
+    From address); ``in_reply_to``, the Message-ID answered (dropped unless plain);
+    ``auto_submitted``, "auto-replied" for an answer to a message (RFC 3834).
     """
     _name, from_address = split_from(settings.from_addr)
     sender = clean_address(from_address)
     recipient = clean_address(to)
+    envelope_from = clean_address(return_path) if return_path else sender
+    if auto_submitted not in AUTO_SUBMITTED:
+        raise MessageError(f"Auto-Submitted must be one of {AUTO_SUBMITTED}: {auto_submitted!r}")
     domain = sender.rpartition("@")[2]
     if not re.fullmatch(r"<[A-Za-z0-9._+\-=]+@[A-Za-z0-9.\-]+>", message_id):
         raise MessageError(f"bad Message-ID {message_id!r}: use make_message_id()")
@@ -245,14 +265,25 @@ def build_message(
         f"Message-ID: {message_id}{CRLF}",
         f"MIME-Version: 1.0{CRLF}",
         f'Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}',
-        f"Auto-Submitted: auto-generated{CRLF}",
+        f"Auto-Submitted: {auto_submitted}{CRLF}",
         f"X-Auto-Response-Suppress: All{CRLF}",
     ]
+    if reply_to:
+        headers.append(_fold("Reply-To", format_address(brand, clean_address(reply_to)).split(" ")))
+    if in_reply_to and _QUOTABLE_ID.fullmatch(in_reply_to.strip()):
+        quoted = in_reply_to.strip()
+        headers.append(f"In-Reply-To: {quoted}{CRLF}")
+        headers.append(f"References: {quoted}{CRLF}")
     if unsubscribe_url is not None:
         list_tokens = [*encode_phrase(brand).split(" "), f"<{list_id or 'digest.' + domain}>"]
         headers.append(_fold("List-Id", [t for t in list_tokens if t]))
         headers.append(
-            _fold("List-Unsubscribe", list_unsubscribe(unsubscribe_url, sender).split(" "))
+            _fold(
+                "List-Unsubscribe",
+                list_unsubscribe(
+                    unsubscribe_url, clean_address(unsubscribe_mailto or sender)
+                ).split(" "),
+            )
         )
         if unsubscribe_url.startswith("https://"):
             # RFC 8058 one-click is for https only; over http the header would be a lie
@@ -278,7 +309,7 @@ def build_message(
         key_path = Path(settings.dkim_key_file)
         key = _dkim_key(str(key_path), key_path.stat().st_mtime)
         data = dkim_sign(data, settings.dkim_selector, domain, key)
-    return BuiltMessage(envelope_from=sender, to=recipient, message_id=message_id, data=data)
+    return BuiltMessage(envelope_from=envelope_from, to=recipient, message_id=message_id, data=data)
 
 
 __all__ = [

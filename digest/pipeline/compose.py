@@ -33,9 +33,10 @@ from digest.core import caches
 from digest.core.clock import utcnow
 from digest.core.schedule import current_period, zone
 from digest.deliver import BuiltMessage, build_message
-from digest.match import semantic
+from digest.match import semantic, steer
 from digest.render import HTML_BUDGET, RenderedEmail
 from digest.store.models import Digest, Frequency, Paper, Subscriber
+from digest.subscriptions.mailtokens import reply_address, unsubscribe_address, verp_address
 from digest.subscriptions.tokens import manage_url, unsubscribe_url
 
 # --- windows -----------------------------------------------------------------------------
@@ -51,10 +52,12 @@ class Window:
 
 @dataclass(frozen=True)
 class DigestSpec:
-    """What one digest is built for: its reader, its window, and when it was due (the
+    """What one digest is built for: its reader, its period (the ledger's key: its
+    reply and bounce addresses name it), its window, and when it was due (the
     digest's date, in the reader's zone)."""
 
     subscriber: Subscriber
+    period: str
     window: Window
     due_at: datetime
 
@@ -83,12 +86,13 @@ def next_digest(session: Session, subscriber: Subscriber, now: datetime) -> Dige
             Digest.subscriber_id == subscriber.id
         )
     ).one()
-    due = current_period(
+    period = current_period(
         now, subscriber.timezone, subscriber.frequency, subscriber.send_hour, subscriber.weekday
-    ).due_at
+    )
+    due = period.due_at
     first = min(first_due, due) if first_due is not None else due
     window = window_for(previous_end, first, period_length(subscriber), now)
-    return DigestSpec(subscriber, window, due)
+    return DigestSpec(subscriber, period.label, window, due)
 
 
 # --- what a built digest is ----------------------------------------------------------------
@@ -110,9 +114,11 @@ class ComposedDigest:
 
     @property
     def shown_ids(self) -> list[int]:
-        """The papers the email carries, in order (a huge day may not all fit)."""
-        shown = self.rendered.shown if self.rendered is not None else 0
-        return [m.paper.id for m in self.matched[:shown]]
+        """The papers the email carries (a huge day may not all fit), in the order of the
+        numbers on its cards: a reply's "more 3" is ``shown_ids[2]``."""
+        if self.rendered is None:
+            return []
+        return [pid for pid in self.rendered.paper_ids if pid is not None]
 
 
 # --- the builder ---------------------------------------------------------------------------
@@ -136,6 +142,10 @@ class DigestBuilder:
         # replayed day, the demo): a link issued in the future is refused as forged.
         self.links_issued_at = min(now, utcnow())
         self.specs = specs
+        # Replies to earlier digests ("mute author X", "less 3"): applied to the ranking.
+        self.steering = steer.load_steering(
+            session, [spec.subscriber.id for spec in specs.values()]
+        )
         self.papers: list[Paper] = []
         if specs:
             start = min(spec.window.start for spec in specs.values())
@@ -176,14 +186,20 @@ class DigestBuilder:
             index = INDEXES.get(url, self.papers[lo:hi], like_lookup)
             readers = [(key, self.specs[key].subscriber) for key in keys]
             self.matched.update(
-                matching.match_many(
-                    index, ((key, topic_specs(s), s.max_papers) for key, s in readers)
+                steer.match_many_steered(
+                    index,
+                    ((key, topic_specs(s), s.max_papers, self._steer(s)) for key, s in readers),
                 )
             )
             for key, subscriber in readers:
                 self.arrived[key] = hi - lo
-                everything = matching.count_matches(index, topic_specs(subscriber))
+                everything = steer.count_steered(
+                    index, topic_specs(subscriber), self._steer(subscriber)
+                )
                 self.beyond_limit[key] = everything - len(self.matched[key])
+
+    def _steer(self, subscriber: Subscriber) -> steer.Steering:
+        return self.steering.get(subscriber.id, steer.NO_STEERING)
 
     def compose(
         self,
@@ -239,6 +255,8 @@ class DigestBuilder:
                 subject_prefix + rendered.subject, rendered.html, rendered.text, rendered.shown
             )
         composed.rendered = rendered
+        inbound = self.settings.inbound
+        session = self.session
         composed.message = build_message(
             self.settings,
             rendered,
@@ -246,6 +264,16 @@ class DigestBuilder:
             message_id=message_id,
             unsubscribe_url=unsubscribe,
             date=self.now,
+            # Mail in: bounces name this digest, a reply steers it, mail unsubscribes.
+            return_path=(
+                verp_address(self.settings, session, subscriber, spec.period) if inbound else None
+            ),
+            reply_to=(
+                reply_address(self.settings, session, subscriber, spec.period) if inbound else None
+            ),
+            unsubscribe_mailto=(
+                unsubscribe_address(self.settings, session, subscriber) if inbound else None
+            ),
         )
         return composed
 

@@ -197,7 +197,7 @@ def spec_of(digest: Digest) -> DigestSpec:
     """What a ledger row with a fixed window is built for."""
     assert digest.window_start is not None and digest.window_end is not None
     window = Window(digest.window_start, digest.window_end)
-    return DigestSpec(digest.subscriber, window, digest.due_at)
+    return DigestSpec(digest.subscriber, digest.period, window, digest.due_at)
 
 
 __all__ = ["MAX_ATTEMPTS", "LedgerBatch", "spec_of"]

@@ -10,7 +10,27 @@ from sqlalchemy import func, select
 from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.store import db
-from digest.store.models import Digest, DigestStatus, Feed, Subscriber, Suppression
+from digest.store.models import (
+    Bounce,
+    Digest,
+    DigestStatus,
+    Feed,
+    InboundMessage,
+    Subscriber,
+    Suppression,
+)
+
+
+def suppression_cause(reason: str) -> str:
+    """What put an address on the suppression list, from its recorded reason."""
+    text = (reason or "").lower()
+    if text.startswith("spam complaint"):
+        return "complaint"
+    if text.startswith("hard bounce"):
+        return "hard bounce"
+    if text.startswith("bounce score"):
+        return "soft bounces"
+    return "refused at sending"  # a 5xx from our own SMTP server (digest.pipeline.compose)
 
 
 def collect(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
@@ -38,6 +58,25 @@ def collect(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
             .limit(20)
         ).all()
         feeds = list(session.scalars(select(Feed).order_by(Feed.id)))
+        week = now - timedelta(days=7)
+        bounce_kinds = dict(
+            session.execute(
+                select(Bounce.kind, func.count())
+                .where(Bounce.received_at >= week)
+                .group_by(Bounce.kind)
+            ).all()
+        )
+        inbound = dict(
+            session.execute(
+                select(InboundMessage.action, func.count())
+                .where(InboundMessage.received_at >= week)
+                .group_by(InboundMessage.action)
+            ).all()
+        )
+        causes: dict[str, int] = {}
+        for (reason,) in session.execute(select(Suppression.reason)).yield_per(1000):
+            cause = suppression_cause(reason)
+            causes[cause] = causes.get(cause, 0) + 1
         return {
             "generated_at": now,
             "digests": {"today": by_status(day_start), "week": by_status(now - timedelta(days=7))},
@@ -61,4 +100,8 @@ def collect(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
                 for i, e, s, t, err in failures
             ],
             "suppressed": session.scalar(select(func.count()).select_from(Suppression)) or 0,
+            "suppressed_by_cause": causes,
+            "bounces_week": {k: n for k, n in bounce_kinds.items() if k != "complaint"},
+            "complaints_week": bounce_kinds.get("complaint", 0),
+            "inbound_week": {(k or "pending"): n for k, n in inbound.items()},
         }

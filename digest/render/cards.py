@@ -132,6 +132,10 @@ class Card:
     upvotes: int | None
     reason: str
     label: str
+    paper_id: int | None = None
+    #: The card's number in the email (1, 2, …, in reading order), which a reply names:
+    #: "more 3". Set by the digest view once the cards are laid out.
+    number: int = 0
 
 
 @dataclass
@@ -208,6 +212,7 @@ def make_card(matched: MatchedPaper) -> Card:
         # MatchedPaper.reason (when the matcher provides it) adds the other topics.
         reason=clean_text(getattr(matched, "reason", None) or (best.reason if best else ""), 200),
         label=clean_text(best.label, 80) if best else "",
+        paper_id=paper_id if isinstance(paper_id := _attr(paper, "id"), int) else None,
     )
 
 

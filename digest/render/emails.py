@@ -25,6 +25,8 @@ class RenderedEmail:
     #: How many of the digest's papers (best first) the email carries; the rest did
     #: not fit the size budget. The pipeline records exactly these as shown.
     shown: int = 0
+    #: The ids of the papers shown, in the order of the numbers on their cards.
+    paper_ids: tuple[int | None, ...] = ()
 
 
 @dataclass
@@ -70,6 +72,10 @@ def digest_view(
     brief = len(papers) - full if brief is None else min(brief, len(papers) - full)
     groups = group_papers(papers[:full], ctx.topic_labels)
     brief_cards = [make_card(m) for m in papers[full : full + brief]]
+    # Numbered in reading order, so a reply can name a paper ("more 3").
+    in_order = [card for group in groups for card in group.cards] + brief_cards
+    for number, card in enumerate(in_order, 1):
+        card.number = number
     shown = full + brief
     labels = group_labels(papers, ctx.topic_labels)
     subject = subject_for(shown, labels, ctx.date, ctx.papers_arrived, ctx.weekly)
@@ -105,6 +111,12 @@ def digest_view(
         "beyond_limit": max(0, ctx.beyond_limit),
         "near_misses": near,
         "topics": [clean_text(t, 80) for t in ctx.topic_labels if clean_text(t)],
+        "numbered_topics": [
+            f"{n}. {clean_text(t, 80)}" for n, t in enumerate(ctx.topic_labels, 1) if clean_text(t)
+        ],
+        "paper_ids": tuple(card.paper_id for card in in_order),
+        # `digest inbound` reads replies: say how to steer by replying.
+        "reply_steering": ctx.settings.inbound and bool(in_order),
         "manage_url": safe_url(ctx.manage_url),
         "unsubscribe_url": safe_url(ctx.unsubscribe_url),
         "web_url": safe_url(ctx.web_url),
@@ -119,6 +131,7 @@ def _render(kind: str, view: dict[str, Any]) -> RenderedEmail:
         html=compiled.html.render(view),
         text=compiled.text.render(view),
         shown=view.get("count", 0),
+        paper_ids=tuple(view.get("paper_ids", ())),
     )
 
 

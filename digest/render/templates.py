@@ -26,6 +26,9 @@ from digest.core.text import clean_text, safe_url
 from digest.render.cards import highlight, wrap
 
 SIMPLE_KINDS = ("confirm", "welcome", "unsubscribed")
+#: Every kind with a template folder: the digest, the simple ones, and the answer to mail
+#: received (digest.render.replies).
+KINDS = ("digest", *SIMPLE_KINDS, "reply")
 
 _INCLUDE = re.compile(r'<mj-include path="\.\./_shared/([a-z_]+\.mjml)"\s*/>')
 
@@ -102,8 +105,8 @@ class CompiledTemplates:
 @memoize(maxsize=None)
 def compiled_templates(kind: str) -> CompiledTemplates:
     """The kind's templates, MJML compiled once per process (cached)."""
-    if kind != "digest" and kind not in SIMPLE_KINDS:
-        raise ValueError(f"unknown email kind {kind!r}; use digest or one of {SIMPLE_KINDS}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown email kind {kind!r}; use one of {KINDS}")
     return CompiledTemplates(
         subject=_TEXT_ENV.from_string(_template_text(kind, "subject.txt")),
         html=_HTML_ENV.from_string(compile_mjml(_template_text(kind, "body.mjml"))),

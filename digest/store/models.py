@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -218,6 +219,8 @@ class Digest(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "period", name="uq_digests_subscriber_period"),
         Index("ix_digests_status_lease", "status", "lease_until"),
+        # A complaint (ARF) names the digest only by the Message-ID it quotes.
+        Index("ix_digests_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -263,6 +266,106 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class InboundStatus(enum.StrEnum):
+    RECEIVED = "received"  # recorded, not yet acted on (a crash here: finished on next start)
+    ACTED = "acted"  # acted on and committed; the reply (if any) not yet sent
+    DONE = "done"
+    IGNORED = "ignored"  # nothing to do (a loop, a duplicate, no sender to answer)
+    FAILED = "failed"  # could not be handled after several attempts
+
+
+class InboundMessage(Base):
+    """Every message `digest inbound` accepted, recorded before it is acted on.
+
+    One row per message and recipient (an LMTP delivery to two of our addresses is two
+    pieces of work). ``dedupe_key`` makes a second delivery of the same message a no-op.
+    ``raw`` is kept only until the message is handled (or while it fails).
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (Index("ix_inbound_messages_reply_key", "reply_key", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    envelope_from: Mapped[str] = mapped_column(String(320), default="")
+    recipient: Mapped[str] = mapped_column(String(320))
+    # request | reply | confirm | unsubscribe | bounce: which of our addresses it came to.
+    kind: Mapped[str] = mapped_column(String(20))
+    from_addr: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[InboundStatus] = mapped_column(
+        _enum(InboundStatus, "inbound_status"), default=InboundStatus.RECEIVED, index=True
+    )
+    # What it turned out to be: commands, steer, confirm, unsubscribe, bounce, complaint, …
+    action: Mapped[str | None] = mapped_column(String(30))
+    result: Mapped[str | None] = mapped_column(Text)  # what was done, for people
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
+    reply_to: Mapped[str | None] = mapped_column(String(320))  # whom we answer
+    reply_key: Mapped[str | None] = mapped_column(String(320))  # lower-cased, for the rate limit
+    reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the answer, until it is sent
+    replied_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+
+
+class Bounce(Base):
+    """One bounce (DSN or another format) or complaint (ARF), with the digest it names."""
+
+    __tablename__ = "bounces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="SET NULL")
+    )
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digests.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    email_key: Mapped[str] = mapped_column(String(320), index=True)
+    # hard | soft | delayed | unrecognised | complaint | not-spam
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str | None] = mapped_column(String(40))  # "5.1.1", or the feedback type
+    action: Mapped[str | None] = mapped_column(String(40))  # the DSN's Action
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    detector: Mapped[str] = mapped_column(String(40), default="")
+    points: Mapped[float] = mapped_column(Float, default=0.0)  # added to the bounce score
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False)  # this one suppressed it
+
+
+class ReaderSignal(Base):
+    """A reader's steering by reply: an author muted, or papers like one demoted ("less")."""
+
+    __tablename__ = "reader_signals"
+    __table_args__ = (
+        UniqueConstraint(
+            "subscriber_id", "kind", "value", name="uq_reader_signals_subscriber_kind_value"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # mute-author | less
+    value: Mapped[str] = mapped_column(String(300))  # the author's name, or the paper's key
+    terms: Mapped[list[str]] = mapped_column(JSON, default=list)  # "less": the paper's words
+    paper_id: Mapped[int | None] = mapped_column(ForeignKey("papers.id", ondelete="SET NULL"))
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AppMeta(Base):
     """Small installation-wide values (e.g. a generated signing key)."""
 
@@ -275,12 +378,16 @@ class AppMeta(Base):
 __all__ = [
     "AppMeta",
     "Base",
+    "Bounce",
     "Digest",
     "DigestStatus",
     "Feed",
     "FeedKind",
     "Frequency",
+    "InboundMessage",
+    "InboundStatus",
     "Paper",
+    "ReaderSignal",
     "Subscriber",
     "SubscriberStatus",
     "Suppression",

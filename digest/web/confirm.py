@@ -13,6 +13,7 @@ from digest.errors import TokenError
 from digest.pipeline.notify import SimpleEmail, send_simple
 from digest.store import db
 from digest.store.models import Subscriber, SubscriberStatus
+from digest.subscriptions.mailtokens import unsubscribe_address
 from digest.web.pages import (
     app_settings,
     load_for_confirm,
@@ -118,6 +119,10 @@ def _welcome(settings: Settings, session: Session, subscriber: Subscriber) -> Si
         to=subscriber.email,
         message_key=f"welcome-{subscriber.id}-{subscriber.token_version}",
         unsubscribe_url=subscriptions.unsubscribe_url(settings, subscriber, session=session),
+        # With mail in, the List-Unsubscribe mailto unsubscribes this reader (RFC 8058 §5).
+        unsubscribe_mailto=(
+            unsubscribe_address(settings, session, subscriber) if settings.inbound else None
+        ),
         values={
             "frequency": subscriber.frequency.value,
             "topics": [t.label for t in subscriber.topics],

@@ -11,7 +11,11 @@ from digest.pipeline.stats import collect
 @click.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def stats(as_json: bool) -> None:
-    """Digests by status (today, last 7 days), feeds, failures, suppressions.
+    """Digests by status (today, last 7 days), feeds, failures, suppressions, mail in.
+
+    Suppressions are counted by cause (hard bounce, soft bounces, complaint, or
+    refused when sending); bounces, complaints and the mail `digest inbound`
+    received are for the last 7 days.
 
     Example: digest stats --json
     """
@@ -53,7 +57,15 @@ def stats(as_json: bool) -> None:
         ],
         empty="  none",
     )
-    click.echo(f"\nsuppressed addresses: {report['suppressed']}")
+    causes = ", ".join(f"{n} {c}" for c, n in sorted(report["suppressed_by_cause"].items()))
+    click.echo(
+        f"\nsuppressed addresses: {report['suppressed']}" + (f" ({causes})" if causes else "")
+    )
+    bounces = ", ".join(f"{n} {k}" for k, n in sorted(report["bounces_week"].items()))
+    click.echo(f"bounces, last 7 days: {bounces or 'none'}")
+    click.echo(f"complaints, last 7 days: {report['complaints_week']}")
+    inbound = ", ".join(f"{n} {k}" for k, n in sorted(report["inbound_week"].items()))
+    click.echo(f"mail received, last 7 days: {inbound or 'none'}")
 
 
 commands = [stats]

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from digest import subscriptions as subs
 from digest.cli.common import echo_json, echo_table, get_settings, open_session
+from digest.pipeline.stats import suppression_cause
 from digest.store import suppression
+from digest.store.bounces import recent_bounces
 from digest.store.models import Subscriber, SubscriberStatus
 
 STATUS_CHOICES = [s.value for s in SubscriberStatus]
@@ -203,7 +205,8 @@ def list_(status: tuple[str, ...], as_json: bool) -> None:
 @click.argument("email")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def show(email: str, as_json: bool) -> None:
-    """Show one subscriber: status, settings, topics, consent record, last digests.
+    """Show one subscriber: status, settings, topics, consent record, last digests,
+    bounces and complaints, and why the address is suppressed if it is.
 
     Example: digest subscribers show ada@example.org
     """
@@ -225,10 +228,24 @@ def show(email: str, as_json: bool) -> None:
         ]
         suppressed = suppression.get_suppression(session, subscriber.email)
         record["suppression"] = suppressed and {
+            "cause": suppression_cause(suppressed.reason),
             "reason": suppressed.reason,
             "smtp_code": suppressed.smtp_code,
             "at": suppressed.created_at,
         }
+        bounces = recent_bounces(session, subscriber.email, limit=10)
+        record["bounces"] = [
+            {
+                "at": b.received_at,
+                "kind": b.kind,
+                "status": b.status,
+                "digest_id": b.digest_id,
+                "points": b.points,
+                "suppressed": b.suppressed,
+                "diagnostic": b.diagnostic,
+            }
+            for b in bounces
+        ]
         if as_json:
             echo_json(record)
             return
@@ -250,7 +267,8 @@ def _print_record(record: dict[str, Any], subscriber: Subscriber) -> None:
         ("consent detail", consent["detail"]),
     ]
     if record["suppression"]:
-        lines.append(("suppressed", record["suppression"]["reason"]))
+        found = record["suppression"]
+        lines.append(("suppressed", f"{found['cause']}: {found['reason']}"))
     for name, value in lines:
         if value is not None:
             click.echo(f"{name + ':':<16}{_when(value)}")
@@ -262,6 +280,23 @@ def _print_record(record: dict[str, Any], subscriber: Subscriber) -> None:
         )
     else:
         click.echo("topics: none (gets the day's trending papers)")
+    if record["bounces"]:
+        click.echo("")
+        echo_table(
+            ["bounce", "kind", "status", "digest", "points", "suppressed", "diagnostic"],
+            [
+                (
+                    b["at"],
+                    b["kind"],
+                    b["status"],
+                    b["digest_id"],
+                    f"{b['points']:g}",
+                    "yes" if b["suppressed"] else "",
+                    b["diagnostic"],
+                )
+                for b in record["bounces"]
+            ],
+        )
     click.echo("")
     echo_table(
         ["digest", "status", "sent", "papers", "error"],
