@@ -53,7 +53,8 @@ Never a silent match-nothing
     On its own, the built-in topic: the period's most upvoted Hugging Face
     papers (as a word inside a longer query it is just a word).
 
-Semantic topics (need ``pip install 'digest[semantic]'``)
+Semantic topics (need the ``semantic`` extra: ``pip install -c constraints-semantic.txt
+'.[semantic]'`` in a checkout; the distribution is ``digest-papers``)
     ``~safety of reasoning models under fine-tuning``: a query that *starts*
     with ``~`` is a plain-language description; papers whose meaning is close
     to it match (sentence-embedding cosine similarity), whatever words they use.
@@ -94,7 +95,13 @@ MAX_LENGTH = 1000
 MAX_TERMS = 64
 MAX_DEPTH = 24
 MAX_UPVOTES = 10**9
-SEMANTIC_HINT = "semantic topics need the semantic extra: pip install 'digest[semantic]'"
+#: The command that works from a checkout (the constraints file keeps torch on its CPU
+#: build); installed from PyPI the distribution is digest-papers, the command `digest`.
+SEMANTIC_HINT = (
+    "semantic topics need the semantic extra: in a checkout, "
+    "pip install -c constraints-semantic.txt '.[semantic]' "
+    "(from PyPI: pip install 'digest-papers[semantic]')"
+)
 
 # --- the lexer -------------------------------------------------------------------------
 

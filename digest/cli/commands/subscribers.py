@@ -1,4 +1,4 @@
-"""`digest subscribers …`: add, list, show, pause, resume, remove, import, export."""
+"""`digest subscribers …`: add, set, list, show, pause, resume, remove, import, export."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest import subscriptions as subs
-from digest.cli.common import echo_json, echo_table, get_settings, open_session
+from digest.cli.common import echo_json, echo_table, get_settings, open_session, plural
 from digest.store import suppression
 from digest.store.models import Subscriber, SubscriberStatus, Suppression, Topic
 
@@ -142,12 +142,26 @@ def add(
             f"{verb} {subscriber.email} ({subscriber.status.value}), {_schedule(subscriber)}, "
             f"{count} topic{'' if count == 1 else 's'}, up to {subscriber.max_papers} papers"
         )
+        warn_about_topics(session, subscriber)
         if not confirmed:
             click.echo(
                 "pending: a confirmation email is needed before any digest is sent. "
                 "Confirmation link:"
             )
             click.echo(subs.confirm_url(settings, subscriber, session=session))
+
+
+def warn_about_topics(session: Session, subscriber: Subscriber) -> None:
+    """``warning: …`` on stderr for each topic that can never match here (never an error)."""
+    checker = subs.TopicChecker(session)
+    checker.prefetch(t.query for t in subscriber.topics)
+    for topic in subscriber.topics:
+        for warning in checker.warnings(topic.query):
+            click.echo(f"warning: {warning}", err=True)
+    if not subscriber.topics:
+        warning = checker.no_topics_warning(email=subscriber.email)
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
 
 
 def _operator() -> str:
@@ -292,6 +306,112 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
 
 
+class LabelAssignment(click.ParamType):
+    """``ID=LABEL``: a topic id (from `digest topics list EMAIL`) and its new label."""
+
+    name = "ID=LABEL"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, str]:
+        if isinstance(value, tuple):
+            return value
+        topic, sep, label = str(value).partition("=")
+        if not sep or not topic.strip().isdigit() or len(topic.strip()) > 18:
+            self.fail(
+                f"{value!r}: give a topic id and its label, e.g. --label 12=Unlearning "
+                "(ids are in `digest topics list EMAIL`; `12=` resets it to the default)",
+                param,
+                ctx,
+            )
+        return int(topic), label
+
+
+@group.command("set")
+@click.argument("email")
+@click.option("--tz", "timezone", help="IANA city time zone, e.g. Asia/Tokyo.")
+@click.option("--daily/--weekly", "daily", default=None, help="One digest a day, or one a week.")
+@click.option(
+    "--weekday",
+    type=click.Choice(list(subs.WEEKDAYS), case_sensitive=False),
+    help="Send day of weekly digests.",
+)
+@click.option("--hour", type=int, help="Local send hour, 0-23.")
+@click.option("--max", "max_papers", type=int, help="Papers per digest, 1-100.")
+@click.option(
+    "--label",
+    "labels",
+    type=LabelAssignment(),
+    multiple=True,
+    help="ID=LABEL: the name topic ID has in emails (repeatable; ID= resets it).",
+)
+def set_(
+    email: str,
+    timezone: str | None,
+    daily: bool | None,
+    weekday: str | None,
+    hour: int | None,
+    max_papers: int | None,
+    labels: tuple[tuple[int, str], ...],
+) -> None:
+    """Change an existing subscriber's schedule, size or topic labels.
+
+    Only the options given change; status, topics and the consent record stay as
+    they are (topics: `digest topics add/remove`). A label belongs to one topic, so
+    --label takes the topic's id (shown by `digest topics list EMAIL`) and the new
+    label: --label 12=Unlearning; --label 12= puts back the default label (the
+    query in plain words). Labels name the topic's section and the subject line
+    of the emails.
+
+    The new schedule applies from the next digest: a digest already sent today
+    stays the only one today, unless the change moves the reader to a day on
+    whose clock today's send time is still ahead (e.g. a time zone further west).
+
+    Example: digest subscribers set ada@example.org --tz Asia/Tokyo --hour 8 --weekly
+    --weekday fri --label 12=Unlearning
+    """
+    if all(v is None for v in (timezone, daily, weekday, hour, max_papers)) and not labels:
+        raise click.UsageError(
+            "nothing to change: give --tz, --daily/--weekly, --weekday, --hour, --max or --label"
+        )
+    frequency = None if daily is None else ("daily" if daily else "weekly")
+    with open_session() as session:
+        subscriber = _find(session, email)
+        changed = subs.change_subscriber(
+            session,
+            subscriber,
+            timezone=timezone,
+            frequency=frequency,
+            weekday=weekday,
+            hour=hour,
+            max_papers=max_papers,
+            labels=dict(labels),
+        )
+        if not changed:
+            click.echo(f"{subscriber.email}: nothing changed, the settings were already so")
+            return
+        for name, (before, after) in changed.items():
+            click.echo(f"{subscriber.email}: {_setting_name(name)} {_shown(name, before)} -> "
+                       f"{_shown(name, after)}")  # fmt: skip
+        click.echo(f"now {_schedule(subscriber)}, up to {subscriber.max_papers} papers")
+        if weekday is not None and subscriber.frequency.value == "daily":
+            click.echo("(the weekday only matters once the subscriber is weekly)")
+
+
+def _setting_name(name: str) -> str:
+    return {"send_hour": "hour", "max_papers": "max papers"}.get(name, name)
+
+
+def _shown(name: str, value: Any) -> str:
+    if name == "weekday":
+        return subs.weekday_name(value)
+    if name == "send_hour":
+        return f"{value:02d}:00"
+    if name.startswith("label"):
+        return f'"{value}"'
+    return str(getattr(value, "value", value))
+
+
 @group.command("pause")
 @click.argument("email")
 def pause(email: str) -> None:
@@ -376,8 +496,14 @@ def remove(email: str, yes: bool, keep_record: bool) -> None:
 @group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
 @click.option("--dry-run", is_flag=True, help="Check every row, store nothing.")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Change subscribers already stored (only the cells a row fills in) instead of "
+    "refusing their rows.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def import_(file: Path, dry_run: bool, as_json: bool) -> None:
+def import_(file: Path, dry_run: bool, update: bool, as_json: bool) -> None:
     """Import subscribers from CSV, as confirmed (you must hold their consent).
 
     The first line is a header naming the columns, in any order; only `email` is
@@ -399,15 +525,30 @@ def import_(file: Path, dry_run: bool, as_json: bool) -> None:
 
     Good rows are stored, bad rows are not, and each bad row is reported with its
     line number and reason (a value cannot span lines: an unclosed quote is an
-    error of its row). Exits 1 when rows were bad and none could be imported.
+    error of its row). Exits 1 when rows were bad and none could be imported or
+    updated. Topics that can never match here (cat:cs.ZZ, a source no feed has, a
+    like: paper not stored) are warnings, not errors.
+
+    A row for an address already stored is refused, unless --update: then it
+    changes that subscriber, and the report counts the changes per field. Only
+    the cells the row fills in change anything (a blank cell or a missing column
+    leaves the setting as it is); a filled-in topics cell is the reader's whole
+    list (topics not in it are removed, kept ones keep their id); status switches
+    between active and paused. The consent record is never touched, and rows for
+    unsubscribed or bounced subscribers are refused: they left, and only their own
+    fresh consent brings them back.
 
     Example: digest subscribers import readers.csv --dry-run
+
+    Example: digest subscribers import changes.csv --update
     """
     source: Any = sys.stdin.buffer if str(file) == "-" else file
     detail = f"CSV import of {file.name if source is file else 'stdin'} by {_operator()}"
     with open_session() as session:
         try:
-            report = subs.import_csv(session, source, consent_detail=detail, dry_run=dry_run)
+            report = subs.import_csv(
+                session, source, consent_detail=detail, dry_run=dry_run, update=update
+            )
         except subs.SubscriptionError as exc:
             raise click.ClickException(f"{file}: {exc}") from exc
     if as_json:
@@ -416,14 +557,20 @@ def import_(file: Path, dry_run: bool, as_json: bool) -> None:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
         verb = "would import" if dry_run else "imported"
-        click.echo(
-            f"{verb} {report.imported} of {report.rows} rows "
-            f"({report.topics} topic{'' if report.topics == 1 else 's'}); "
-            f"{report.bad} bad row{'' if report.bad == 1 else 's'}"
+        line = (
+            f"{verb} {report.imported} of {report.rows} rows ({plural(report.topics, 'topic')}); "
         )
+        if update:
+            line += f"{'would update' if dry_run else 'updated'} {report.updated}"
+            if report.changes:
+                line += (
+                    " (" + ", ".join(f"{k} {n}" for k, n in sorted(report.changes.items())) + ")"
+                )
+            line += f", {report.unchanged} unchanged; "
+        click.echo(line + plural(report.bad, "bad row"))
         for error in report.errors:
             click.echo(str(error))
-    if report.bad and not report.imported:
+    if report.bad and not report.imported and not report.updated:
         raise SystemExit(1)
 
 
