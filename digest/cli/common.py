@@ -60,6 +60,11 @@ def open_session(settings: Settings | None = None) -> Iterator[Session]:
         yield session
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 digest``, ``2 digests``, ``0 digests``."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()

@@ -15,9 +15,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest import __version__
 from digest.cli.commands import db as db_commands
-from digest.cli.commands import demo, feeds, papers, preview, run, stats, subscribers, topics
+from digest.cli.commands import (
+    demo,
+    digests,
+    feeds,
+    papers,
+    preview,
+    run,
+    stats,
+    subscribers,
+    topics,
+)
 from digest.config import Settings
 from digest.errors import DigestError
+from digest.match import semantic
 from digest.store.db import database_error
 
 
@@ -46,6 +57,8 @@ def cli(ctx: click.Context) -> None:
     with none set, digest uses ./digest.db and writes emails to ./outbox.
     """
     ctx.obj = _LazySettings()
+    # The model takes seconds to load, once: one line of ours, not the libraries' bars.
+    semantic.set_loading_notice(lambda: click.echo("loading the semantic model (once)…", err=True))
 
 
 class _LazySettings:
@@ -62,7 +75,18 @@ class _LazySettings:
         return self._settings
 
 
-for module in (db_commands, feeds, papers, subscribers, topics, preview, run, stats, demo):
+for module in (
+    db_commands,
+    feeds,
+    papers,
+    subscribers,
+    topics,
+    digests,
+    preview,
+    run,
+    stats,
+    demo,
+):
     for command in module.commands:
         cli.add_command(command)
 

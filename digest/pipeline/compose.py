@@ -38,6 +38,7 @@ from digest.store.models import (
 )
 from digest.store.suppression import suppress, suppressed_keys
 from digest.subscriptions.tokens import manage_url, unsubscribe_url
+from digest.subscriptions.validate import shown_label
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,13 @@ class DigestBuilder:
                 )
             )
             for digest in group:
+                if digest.paper_ids:
+                    # A retry, or an admin's resend, carries the papers that went out (or
+                    # were about to) the first time, in that order, not whatever matches
+                    # by now (the reader may have changed their topics since).
+                    self.matched[digest.id] = _as_recorded(
+                        digest.paper_ids, self.matched[digest.id], self.papers[lo:hi]
+                    )
                 self.arrived[digest.id] = hi - lo
                 everything = matching.count_matches(index, topic_specs(digest.subscriber))
                 self.beyond_limit[digest.id] = everything - len(self.matched[digest.id])
@@ -220,7 +228,7 @@ class DigestBuilder:
             timezone=subscriber.timezone,
             date=digest.due_at.astimezone(zone(subscriber.timezone)).date(),
             papers=matched,
-            topic_labels=[t.label for t in subscriber.topics],
+            topic_labels=[shown_label(t.label, t.query) for t in subscriber.topics],
             manage_url=manage_url(self.settings, subscriber, session=self.session),
             unsubscribe_url=unsubscribe,
             papers_arrived=arrived,
@@ -230,6 +238,8 @@ class DigestBuilder:
 
     def _record(self, digest: Digest, outcome: Outcome) -> DigestStatus:
         digest.smtp_code = outcome.code
+        # The server's own words (or the outbox file), for `digest digests show`.
+        digest.reply = outcome.message[:1000] or None
         if outcome.status == "sent":
             digest.sent_at = utcnow()
             return self._finish(digest, DigestStatus.SENT, None)
@@ -272,6 +282,23 @@ class DigestBuilder:
         return status
 
 
+def _as_recorded(
+    paper_ids: Sequence[int], matched: Sequence[matching.MatchedPaper], window: Sequence[Paper]
+) -> list[matching.MatchedPaper]:
+    """The recorded papers in their recorded order; one no topic matches any more keeps
+    its place with a line saying why it is there."""
+    now = {m.paper.id: m for m in matched}
+    papers = {p.id: p for p in window}
+    out = []
+    for paper_id in paper_ids:
+        if paper_id in now:
+            out.append(now[paper_id])
+        elif paper_id in papers:
+            hit = matching.TopicHit(None, "", 0.0, [], "in this digest when it was first sent")
+            out.append(matching.MatchedPaper(papers[paper_id], 0.0, [hit]))
+    return out
+
+
 #: Indexes of recent windows, kept across batches: a worker sends hundreds of batches
 #: over the same day's papers, and indexing 3,000 papers costs seconds.
 _INDEX_CACHE: OrderedDict[tuple[object, ...], matching.PaperIndex] = OrderedDict()
@@ -306,7 +333,10 @@ def cached_index(
 
 
 def topic_specs(subscriber: Subscriber) -> list[matching.TopicSpec]:
-    return [matching.TopicSpec(id=t.id, label=t.label, query=t.query) for t in subscriber.topics]
+    return [
+        matching.TopicSpec(id=t.id, label=shown_label(t.label, t.query), query=t.query)
+        for t in subscriber.topics
+    ]
 
 
 def semantic_lookup(session: Session) -> Callable[[str], bytes | None] | None:

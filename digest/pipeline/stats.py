@@ -5,12 +5,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from digest.config import Settings
 from digest.core.clock import utcnow
+from digest.pipeline.upcoming import upcoming
 from digest.store import db
-from digest.store.models import Digest, DigestStatus, Feed, Subscriber, Suppression
+from digest.store.models import (
+    Digest,
+    DigestStatus,
+    Feed,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    Topic,
+)
+from digest.subscriptions.checks import TopicChecker
 
 
 def collect(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
@@ -38,8 +48,33 @@ def collect(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
             .limit(20)
         ).all()
         feeds = list(session.scalars(select(Feed).order_by(Feed.id)))
+        readers = dict(
+            session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            ).all()
+        )
+        bare = session.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.ACTIVE,
+                ~exists().where(Topic.subscriber_id == Subscriber.id),
+            )
+        )
+        warnings = []
+        no_topics = TopicChecker(session).no_topics_warning(bare or 0)
+        if no_topics:
+            warnings.append(no_topics)
+        after = upcoming(session, now)
+        problem = settings.insecure_links()
+        if problem:
+            warnings.append(problem)
         return {
             "generated_at": now,
+            "mail": settings.mail_destination(),
+            "readers": {status.value: n for status, n in readers.items()},
+            "next": after.as_dict() | {"line": after.describe()},
+            "warnings": warnings,
             "digests": {"today": by_status(day_start), "week": by_status(now - timedelta(days=7))},
             "feeds": [
                 {
