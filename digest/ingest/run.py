@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
@@ -76,6 +76,10 @@ def fetch_feed(
         outcome.status, outcome.error = "error", str(exc)
     except IntegrityError:
         raise  # another worker stored the same paper at the same moment: the caller retries
+    except SQLAlchemyError:
+        # The database, not the feed: recorded on the feed it would carry SQL, parameters
+        # and SQLAlchemy's help link; raised, the CLI says it in one line.
+        raise
     except Exception as exc:
         log.exception("feed %s (%s) failed", feed.id, feed.url)
         outcome.status, outcome.error = "error", f"internal error: {type(exc).__name__}: {exc}"
