@@ -112,11 +112,22 @@ def test_run_says_where_mail_went_and_when_the_next_digests_are_due(  # type: ig
     assert moved.exit_code == 0, moved.output
     later = _run(digest, T + timedelta(minutes=20)).stdout.splitlines()
     assert later[-1] == "next: 1 digest tomorrow at 08:00 Asia/Tokyo, in 13 h 10 min"
-    data = json.loads(
-        digest(
-            "run", "--no-fetch", "--at", (T + timedelta(minutes=25)).isoformat(), "--json"
-        ).stdout
-    )
+    # Moving west puts the reader's current period before their last digest: it is
+    # skipped, never sent as yesterday's digest late.
+    west = digest("subscribers", "set", "ada@example.org", "--tz", "America/Los_Angeles")
+    assert west.exit_code == 0, west.output
+    emails = len(list(settings.outbox.glob("*.eml")))
+    assert _run(digest, T + timedelta(minutes=22)).stdout.splitlines()[:2] == [
+        "planned 1 digest",
+        "digests: 1 skipped",
+    ]
+    assert len(list(settings.outbox.glob("*.eml"))) == emails
+    with session_scope(settings) as session:
+        late = session.scalars(select(Digest).where(Digest.status == DigestStatus.SKIPPED)).one()
+        assert late.period == "2026-11-29" and (late.error or "").startswith("superseded")
+    assert digest("subscribers", "set", "ada@example.org", "--tz", "UTC").exit_code == 0
+    at = (T + timedelta(minutes=25)).isoformat()
+    data = json.loads(digest("run", "--no-fetch", "--at", at, "--json").stdout)
     assert data["next"]["readers"] == 1
     assert data["next"]["zones"] == [
         {"timezone": "Asia/Tokyo", "readers": 1, "local": "2026-12-01T08:00:00+09:00"}

@@ -20,6 +20,8 @@ from support.feedserver import FeedServer
 from digest import subscriptions as subs
 from digest.cli import cli
 from digest.config import Settings
+from digest.core.clock import utcnow
+from digest.core.schedule import next_send
 from digest.match import semantic
 from digest.store.db import session_scope
 from digest.store.models import Feed, FeedKind, Paper, Subscriber, SubscriberStatus, Topic
@@ -87,7 +89,9 @@ def test_set_changes_only_what_is_given_and_says_what_changed(digest, settings: 
         "ada@example.org: weekday mon -> fri",
         "ada@example.org: hour 07:00 -> 08:00",
         f'ada@example.org: label of topic {jail.id} "cs.CR jailbreak" -> "Jailbreaks"',
-        "now weekly on fri at 08:00 Asia/Tokyo, up to 20 papers",
+        "now weekly on fri at 08:00 Asia/Tokyo, up to 20 papers; next digest "
+        + next_send(utcnow(), "Asia/Tokyo", "weekly", 8, 4).strftime("%a %d %b %H:%M")
+        + " Asia/Tokyo",
     ]
     after = _subscriber(settings, "ada@example.org")
     assert (after.timezone, after.frequency.value, after.weekday, after.send_hour) == (
@@ -112,6 +116,9 @@ def test_set_changes_only_what_is_given_and_says_what_changed(digest, settings: 
     assert "max papers 20 -> 5" in reset.stdout
     back = digest("subscribers", "set", "ada@example.org", "--daily")
     assert "frequency weekly -> daily" in back.stdout and "now daily at 08:00" in back.stdout
+    assert digest("subscribers", "pause", "ada@example.org").exit_code == 0
+    paused = digest("subscribers", "set", "ada@example.org", "--hour", "9")
+    assert paused.stdout.splitlines()[-1].endswith("; no digest while paused")
 
 
 @pytest.mark.parametrize(

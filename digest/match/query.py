@@ -42,7 +42,7 @@ Syntax
     prefix: ``cat:cs.L*`` is cs.LG and cs.LO).
 ``source:hf``
     Papers seen in a source ("hf" Hugging Face Daily Papers, "arxiv", or a
-    feed's host name).
+    generic feed's tag, which `digest feeds list` shows).
 ``upvotes:>=10``
     Hugging Face upvotes; ``>``, ``>=``, ``<``, ``<=``, ``=``.
 Never a silent match-nothing

@@ -295,7 +295,7 @@ def _as_recorded(
             out.append(now[paper_id])
         elif paper_id in papers:
             hit = matching.TopicHit(None, "", 0.0, [], "in this digest when it was first sent")
-            out.append(matching.MatchedPaper(papers[paper_id], 0.0, [hit]))
+            out.append(matching.MatchedPaper(papers[paper_id], 0.0, [hit]))  # type: ignore[arg-type]
     return out
 
 

@@ -268,7 +268,8 @@ def _existing(session: Session, keys: Sequence[str]) -> dict[str, Stored]:
                 Subscriber.unsubscribed_at,
             ).where(Subscriber.email_key.in_(chunk))
         )
-        found.update((key, Stored(*rest)) for key, *rest in rows)
+        for key, *columns in rows:
+            found[key] = Stored(*columns)  # type: ignore[arg-type]  # the columns, in order
     return found
 
 

@@ -153,7 +153,7 @@ def apply_updates(
     for start in range(0, len(relabelled), _WRITE_CHUNK):
         session.execute(update(Topic), relabelled[start : start + _WRITE_CHUNK])
     for start in range(0, len(added), _WRITE_CHUNK):
-        session.execute(insert(Topic.__table__), added[start : start + _WRITE_CHUNK])
+        session.execute(insert(Topic), added[start : start + _WRITE_CHUNK])
     return report
 
 

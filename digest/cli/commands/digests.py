@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import socket
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +10,15 @@ import click
 from digest import pipeline
 from digest import subscriptions as subs
 from digest.cli.commands.run import check_workers_reachable, hand_to_workers
-from digest.cli.common import ROW_ID, Moment, echo_json, echo_table, get_settings, open_session
+from digest.cli.common import (
+    ROW_ID,
+    Moment,
+    echo_json,
+    echo_table,
+    get_settings,
+    open_session,
+    operator_name,
+)
 from digest.pipeline import history
 from digest.store.models import DigestStatus
 
@@ -188,7 +194,7 @@ def resend(digest_id: int, yes: bool) -> None:
                 f"{digest.subscriber.email} again?",
                 abort=True,
             )
-        digest = history.request_resend(settings, session, digest_id, _operator())
+        digest = history.request_resend(settings, session, digest_id, operator_name())
         email, message_id = digest.subscriber.email, digest.message_id
     click.echo(f"digest {digest_id} for {email} recorded as a resend, Message-ID {message_id}")
     if settings.uses_broker:
@@ -206,13 +212,6 @@ def resend(digest_id: int, yes: bool) -> None:
         click.echo("(another process took it: see `digest digests show`)")
     if outcome not in ("sent",):
         raise SystemExit(1)
-
-
-def _operator() -> str:
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except Exception:
-        return "an operator"
 
 
 commands = [group]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest import subscriptions as subs
-from digest.cli.common import echo_json, echo_table, get_settings, open_session, plural
+from digest.cli.common import (
+    echo_json,
+    echo_table,
+    get_settings,
+    open_session,
+    operator_name,
+    plural,
+)
+from digest.core.clock import utcnow
+from digest.core.schedule import next_send
 from digest.store import suppression
 from digest.store.models import Subscriber, SubscriberStatus, Suppression, Topic
 
@@ -158,17 +165,13 @@ def warn_about_topics(session: Session, subscriber: Subscriber) -> None:
     for topic in subscriber.topics:
         for warning in checker.warnings(topic.query):
             click.echo(f"warning: {warning}", err=True)
-    if not subscriber.topics:
-        warning = checker.no_topics_warning(email=subscriber.email)
-        if warning:
-            click.echo(f"warning: {warning}", err=True)
+    bare = checker.no_topics_warning(email=subscriber.email) if not subscriber.topics else None
+    if bare:
+        click.echo(f"warning: {bare}", err=True)
 
 
 def _operator() -> str:
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except Exception:
-        return "an operator"
+    return operator_name()
 
 
 @group.command("list")
@@ -363,9 +366,9 @@ def set_(
     query in plain words). Labels name the topic's section and the subject line
     of the emails.
 
-    The new schedule applies from the next digest: a digest already sent today
-    stays the only one today, unless the change moves the reader to a day on
-    whose clock today's send time is still ahead (e.g. a time zone further west).
+    The new schedule applies from its next send time, which is printed: no
+    paper is sent twice, and a period the change puts before the last digest
+    (moving west, say) is skipped; its papers come with the next digest.
 
     Example: digest subscribers set ada@example.org --tz Asia/Tokyo --hour 8 --weekly
     --weekday fri --label 12=Unlearning
@@ -393,7 +396,19 @@ def set_(
         for name, (before, after) in changed.items():
             click.echo(f"{subscriber.email}: {_setting_name(name)} {_shown(name, before)} -> "
                        f"{_shown(name, after)}")  # fmt: skip
-        click.echo(f"now {_schedule(subscriber)}, up to {subscriber.max_papers} papers")
+        upcoming = next_send(
+            utcnow(),
+            subscriber.timezone,
+            subscriber.frequency.value,
+            subscriber.send_hour,
+            subscriber.weekday,
+        )
+        when = (
+            f"next digest {upcoming:%a %d %b %H:%M} {subscriber.timezone}"
+            if subscriber.status is SubscriberStatus.ACTIVE
+            else f"no digest while {subscriber.status.value}"
+        )
+        click.echo(f"now {_schedule(subscriber)}, up to {subscriber.max_papers} papers; {when}")
         if weekday is not None and subscriber.frequency.value == "daily":
             click.echo("(the weekday only matters once the subscriber is weekly)")
 
