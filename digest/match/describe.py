@@ -10,6 +10,8 @@ case survive (the tree drops common words and folds case). Field names, quotes,
 
 from __future__ import annotations
 
+import re
+
 from digest.core.caches import memoize
 from digest.errors import QueryError
 from digest.match import categories
@@ -20,12 +22,19 @@ _UPVOTES = {">=": "{n}+ upvotes", ">": "over {n} upvotes", "<": "under {n} upvot
 
 
 _SOURCES = {"hf": "Hugging Face", "arxiv": "arXiv"}
+#: Anything the query language reads as more than a word: fields, quotes, groups, the
+#: minus, ``~``, the upper-case operators and the built-in topic.
+_SYNTAX = re.compile(
+    "[" + re.escape(":()-~" + q.QUOTE_CHARACTERS) + r"]|\b(?:OR|AND|NOT)\b|(?i:^trending$)"
+)
 
 
 @memoize(maxsize=16384)
 def readable(text: str) -> str:
     """The query in plain words; the text itself (whitespace collapsed) if it does not lex."""
     stripped = " ".join((text or "").split())
+    if not _SYNTAX.search(stripped):
+        return stripped  # plain words (most topics): already what a reader would write
     if stripped.lower() == "trending":
         return "Trending"
     if stripped.startswith("~"):
