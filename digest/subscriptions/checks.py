@@ -19,6 +19,7 @@ an import of 100,000 rows costs a few queries, not one per topic.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,9 @@ from digest.match.nodes import Category, Leaf, Like, Source, Trending, Upvotes, 
 from digest.store.models import Feed, FeedKind, Paper
 
 HF_FEED_URL = "https://huggingface.co/api/daily_papers"
+#: Only these can name something this installation lacks; any other query (most of an
+#: import's 100,000 rows) is not parsed again here.
+_MAYBE = re.compile(r"(?i)(?:cat|category|source|src|like|upvotes):|\btrending\b")
 _CHUNK = 1000
 
 
@@ -93,6 +97,7 @@ class TopicChecker:
         wanted = {
             leaf.paper_id
             for text in queries
+            if "like:" in text.lower()
             for leaf in _positive_leaves(text)
             if isinstance(leaf, Like) and leaf.paper_id not in self._papers
         }
@@ -116,6 +121,8 @@ class TopicChecker:
 
     def warnings(self, query: str) -> tuple[str, ...]:
         """One sentence per part of ``query`` that can never match here (empty: fine)."""
+        if not _MAYBE.search(query):
+            return ()  # plain words and phrases: nothing here can fail to exist
         cached = self._cache.get(query)
         if cached is None:
             cached = self._cache[query] = tuple(
