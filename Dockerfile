@@ -21,7 +21,7 @@ ENV PYTHONUNBUFFERED=1 \
 # A regular (not editable) install from the wheels; time zones come from the
 # tzdata wheel, so no Debian packages are needed.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels digest
+    pip install --no-index --find-links /wheels digest-papers
 
 # Everything runs as an unprivileged user that owns only its state directory:
 # the outbox (when no SMTP server is set) and celery beat's schedule file.

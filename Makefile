@@ -5,14 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean distclean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-demo: $(BIN)/.installed  ## run the whole pipeline on bundled sample feeds, no servers needed
+demo: $(BIN)/.installed  ## the whole pipeline on bundled sample feeds (again: a fresh demo)
 	$(BIN)/digest demo
 
 test: lint  ## the checks, then the whole test suite (needs PostgreSQL and Redis on localhost)
@@ -28,5 +28,13 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/matching.py
 	$(BIN)/python bench/render.py
 
+# What the demo, the tests and builds leave behind; the virtualenvs stay (distclean removes
+# them too). Never ./digest.db or ./outbox: with no DIGEST_* set they are your real
+# database and emails.
 clean:
-	rm -rf $(VENV) .venv-semantic digest-demo outbox digest.db test-artifacts
+	rm -rf digest-demo test-artifacts build dist .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./.venv-semantic -prune -o \
+		-name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .venv-semantic *.egg-info

@@ -10,12 +10,17 @@ check query and a flush per row).
     .venv/bin/python bench/import_subscribers.py [--rows 100000] [--baseline-rows 2000]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--no-postgres]
 
+Then the same database gets ``--update`` with a changed copy of the file (every
+other row a new send hour, every fifth new topics), compared with the naive way on
+the sample: one ``get_subscriber`` + ``change_subscriber`` per row.
+
 Results are recorded in bench/README.md under "Subscriber import".
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import itertools
 import json
@@ -28,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, select, text
@@ -216,8 +221,6 @@ def bulk_import(url: str, data: bytes) -> tuple[float, float, subs_io.ImportRepo
 
 def naive_import(url: str, data: bytes) -> tuple[float, int]:
     """One add_subscriber per row: what a first version would do."""
-    import csv
-
     settings = Settings(database_url=url)
     rows = list(csv.DictReader(io.StringIO(data.decode())))
     start = time.perf_counter()
@@ -244,12 +247,54 @@ def naive_import(url: str, data: bytes) -> tuple[float, int]:
     return time.perf_counter() - start, stored
 
 
+def changed(data: bytes) -> bytes:
+    """The same file with every other row's hour moved and every fifth row's topics new."""
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    header, body = rows[0], rows[1:]
+    hour, topics = header.index("hour"), header.index("topics")
+    for i, row in enumerate(body):
+        if len(row) <= hour:
+            continue  # a bad row on purpose
+        if i % 2 == 0 and row[hour].isdigit():
+            row[hour] = str((int(row[hour]) + 1) % 24)
+        if i % 5 == 0:
+            row[topics] = "reinforcement learning; cat:cs.RO robots"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([header, *body])
+    return out.getvalue().encode()
+
+
+def bulk_update(url: str, data: bytes) -> tuple[float, subs_io.ImportReport]:
+    settings = Settings(database_url=url)
+    start = time.perf_counter()
+    with db.session_scope(settings) as session:
+        report = subs_io.import_csv(session, io.BytesIO(data), update=True)
+    return time.perf_counter() - start, report
+
+
+def naive_update(url: str, data: bytes) -> float:
+    """One lookup and one change_subscriber (a flush) per row."""
+    settings = Settings(database_url=url)
+    rows = list(csv.DictReader(io.StringIO(data.decode())))
+    start = time.perf_counter()
+    with db.session_scope(settings) as session:
+        for row in rows:
+            subscriber = subs.get_subscriber(session, row["email"] or "")
+            if subscriber is None or not (row.get("hour") or "").isdigit():
+                continue
+            with suppress(subs.SubscriptionError):
+                subs.change_subscriber(session, subscriber, hour=int(row["hour"]))
+    return time.perf_counter() - start
+
+
 def run(kind: str, url_context: object, data: bytes, sample: bytes, rows: int) -> None:
     with url_context() as url:  # type: ignore[operator]
         elapsed, validation, report, subscribers, topics = bulk_import(url, data)
+        update_elapsed, update_report = bulk_update(url, changed(data))
     assert subscribers == report.imported and topics == report.topics, "counts disagree"
     with url_context() as url:  # type: ignore[operator]
         naive_elapsed, naive_stored = naive_import(url, sample)
+        naive_update_elapsed = naive_update(url, changed(sample))
     sample_rows = sample.count(b"\n") - 1
     rate = rows / elapsed
     naive_rate = sample_rows / naive_elapsed
@@ -259,6 +304,16 @@ def run(kind: str, url_context: object, data: bytes, sample: bytes, rows: int) -
         f"(of which validation alone, --dry-run: {validation:.2f} s) | "
         f"naive per-row on {sample_rows:,} rows: {naive_rate:,.0f} rows/s "
         f"({naive_stored:,} stored) | ratio {rate / naive_rate:.1f}x"
+    )
+    sample_rows = sample.count(b"\n") - 1
+    update_rate = rows / update_elapsed
+    naive_update_rate = sample_rows / naive_update_elapsed
+    print(
+        f"{kind:<10} --update: {rows:,} rows ({update_report.updated:,} updated: "
+        f"{update_report.changes}, {update_report.unchanged:,} unchanged, {update_report.bad:,} "
+        f"bad) in {update_elapsed:.2f} s = {update_rate:,.0f} rows/s | naive per-row on "
+        f"{sample_rows:,} rows: {naive_update_rate:,.0f} rows/s | ratio "
+        f"{update_rate / naive_update_rate:.1f}x"
     )
 
 

@@ -7,6 +7,7 @@ at 6 a.m. when the first digest fails.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -62,6 +63,18 @@ def _number(name: str, value: str, kind: type[int] | type[float], minimum: float
     return number
 
 
+def _is_local_host(host: str) -> bool:
+    """localhost, *.localhost, a loopback or unspecified address: this machine only."""
+    name = host.strip("[]").rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
 def normalise_database_url(url: str) -> str:
     """Pick the driver we ship (psycopg 3) for a plain ``postgresql://`` URL."""
     for prefix in ("postgresql://", "postgres://"):
@@ -102,6 +115,7 @@ class Settings:
     inbound_replies_per_hour: int = 5
     bounce_score_threshold: float = 5.0
     bounce_stale_days: int = 7
+    allow_insecure_links: bool = False  # send over SMTP with a localhost / http base URL
 
     @property
     def uses_broker(self) -> bool:
@@ -110,6 +124,38 @@ class Settings:
     @property
     def uses_smtp(self) -> bool:
         return bool(self.smtp_url)
+
+    def mail_destination(self) -> str:
+        """Where mail goes, for `digest run` and `digest stats`: the outbox folder, or the
+        SMTP server (host, port, security; never the user's password)."""
+        if self.smtp_url:
+            smtp = parse_smtp_url(self.smtp_url)
+            return f"SMTP server {smtp.host}:{smtp.port} ({smtp.security})"
+        return f"outbox folder {self.outbox.resolve()}"
+
+    def insecure_links(self) -> str | None:
+        """Why mail must not go out over SMTP with this ``DIGEST_BASE_URL``, or None.
+
+        Every link in an email (unsubscribe, manage, confirm) starts with the base URL:
+        a localhost one cannot work for any reader, and over plain http mail programs
+        never offer One-Click unsubscribe (RFC 8058 wants https), so we drop the header.
+        The outbox is for looking at emails, so it is always allowed.
+        """
+        if not self.smtp_url or self.allow_insecure_links:
+            return None
+        parts = urlsplit(self.base_url)
+        host = (parts.hostname or "").lower()
+        if _is_local_host(host):
+            why = f"points at this machine ({host}): no reader can open its links"
+        elif parts.scheme.lower() != "https":
+            why = "is not https: links go out unencrypted and One-Click unsubscribe is dropped"
+        else:
+            return None
+        return (
+            f"refusing to send mail over SMTP: DIGEST_BASE_URL={self.base_url} {why}; set it "
+            "to the web app's public https URL (DIGEST_ALLOW_INSECURE_LINKS=1 sends anyway, "
+            "for tests)"
+        )
 
     @property
     def brand(self) -> str:
@@ -206,6 +252,8 @@ class Settings:
             values["ingest_interval_minutes"] = int(
                 _number("DIGEST_INGEST_INTERVAL_MINUTES", v, int, 1)
             )
+        if (v := get("DIGEST_ALLOW_INSECURE_LINKS")) is not None:
+            values["allow_insecure_links"] = _bool("DIGEST_ALLOW_INSECURE_LINKS", v)
         for name in ("PLAN_INTERVAL_SECONDS", "SWEEP_INTERVAL_SECONDS"):
             if v := get(f"DIGEST_{name}"):
                 values[name.lower()] = int(_number(f"DIGEST_{name}", v, int, 1))

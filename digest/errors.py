@@ -27,6 +27,10 @@ class DatabaseError(DigestError):
     """The database cannot be reached, written, or is not at the expected schema."""
 
 
+class BrokerError(DigestError):
+    """The Celery broker (``DIGEST_BROKER_URL``) cannot be reached or refuses us."""
+
+
 # --- feeds -------------------------------------------------------------------------------
 
 
@@ -65,6 +69,13 @@ class MessageError(DeliveryError, ValueError):
     """The message cannot be built (e.g. an address we cannot put in a header)."""
 
 
+# --- the ledger --------------------------------------------------------------------------
+
+
+class LedgerError(DigestError):
+    """No such digest, or a change the ledger refuses (e.g. resending one still on its way)."""
+
+
 # --- subscriptions -----------------------------------------------------------------------
 
 
@@ -99,6 +110,7 @@ class AddressError(TokenError):
 
 __all__ = [
     "AddressError",
+    "BrokerError",
     "ConfigError",
     "DatabaseError",
     "DeliveryError",
@@ -107,6 +119,7 @@ __all__ = [
     "FeedFormatError",
     "FetchError",
     "InvalidEmail",
+    "LedgerError",
     "MessageError",
     "QueryError",
     "SubscriptionError",

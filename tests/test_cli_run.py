@@ -125,16 +125,36 @@ def test_run_in_process_then_stats(settings: Settings) -> None:
         )
     result = invoke(settings, "run", "--no-fetch", "--at", t.isoformat(), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["digests"] == {"sent": 1}
+    report = json.loads(result.output)
+    assert report["digests"] == {"sent": 1}
+    assert report["mail"] == f"outbox folder {settings.outbox.resolve()}"
+    assert report["next"]["readers"] == 1
     assert len(list(settings.outbox.glob("*.eml"))) == 1
     later = (t + timedelta(minutes=20)).isoformat()
-    assert invoke(settings, "run", "--no-fetch", "--at", later).output.endswith("none due\n")
+    idle = invoke(settings, "run", "--no-fetch", "--at", later).output.splitlines()
+    # Nothing due: it says when the next digest is, for how many readers.
+    assert idle == [
+        "planned 0 digests",
+        "digests: none due",
+        f"next: 1 digest tomorrow at {t.hour:02d}:00 UTC, in 23 h 10 min",
+    ]
+    again = invoke(settings, "run", "--no-fetch", "--at", (t + timedelta(days=1)).isoformat())
+    assert again.output.splitlines()[:3] == [
+        "planned 1 digest",
+        "digests: 1 skipped",
+        f"mail: outbox folder {settings.outbox.resolve()}",
+    ]
     stats = json.loads(invoke(settings, "stats", "--json").output)
-    assert stats["digests"]["week"] == {"sent": 1}
+    assert stats["digests"]["week"] == {"sent": 1, "skipped": 1}
     assert stats["failures"] == []
     assert stats["suppressed"] == 0
+    assert stats["mail"] == f"outbox folder {settings.outbox.resolve()}"
+    assert stats["readers"] == {"active": 1}
+    assert stats["next"]["readers"] == 1 and stats["next"]["line"].startswith("next: 1 digest ")
     table = invoke(settings, "stats").output
     assert "sent" in table and "suppressed addresses: 0" in table
+    assert f"mail: outbox folder {settings.outbox.resolve()}" in table
+    assert "readers: 1 active" in table and "next: 1 digest " in table
     bad = invoke(settings, "run", "--at", "tomorrow")
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
 
@@ -159,8 +179,44 @@ def test_demo_as_a_newcomer_runs_it(tmp_path: Path) -> None:
     for reader in ("ada@example.org", "grace@example.org", "alan@example.org"):
         assert reader in result.stdout
     assert "open " in result.stdout
+    assert f"the emails are in {outbox}" in result.stdout
+    # The README's links: arXiv searches for the real titles, never an invented id's page.
+    html = emls[0].with_suffix(".html").read_text()
+    assert "https://arxiv.org/search/?query=" in html
+    assert "arxiv.org/abs/" not in html and "arxiv.org/pdf/" not in html
+    # `make demo` twice: the second run starts a fresh demo and says where the emails are.
     again = subprocess.run(
-        [str(digest_bin), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [str(digest_bin), "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert again.returncode == 1
-    assert "already holds a demo" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "held an earlier demo: starting a fresh one" in again.stdout
+    assert f"the emails are in {outbox}" in again.stdout
+    fresh = sorted(outbox.glob("*.eml"))
+    assert len(fresh) == 3 and not set(fresh) & set(emls)
+    # A folder with someone's real database is never cleared.
+    real = tmp_path / "real"
+    real.mkdir()
+    other = subprocess.run(
+        [str(digest_bin), "subscribers", "add", "me@example.org", "--confirmed"],
+        cwd=real,
+        env={**env, "DIGEST_DATABASE_URL": f"sqlite:///{real / 'digest.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 0, other.stderr
+    refused = subprocess.run(
+        [str(digest_bin), "demo", "--dir", str(real)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "not a demo's" in refused.stderr
+    assert (real / "digest.db").stat().st_size > 0

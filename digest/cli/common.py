@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -58,6 +60,19 @@ def open_session(settings: Settings | None = None) -> Iterator[Session]:
     db.ensure_schema(settings)
     with db.session_scope(settings) as session:
         yield session
+
+
+def operator_name() -> str:
+    """``user@host`` of whoever runs the command, for consent and resend records."""
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:
+        return "an operator"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 digest``, ``2 digests``, ``0 digests``."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
 
 def _json_default(value: Any) -> Any:

@@ -1,10 +1,19 @@
 """`digest demo`: the whole product on one laptop, with no network and no servers.
 
-Loads the bundled sample feeds (real papers, in the real arXiv RSS and Hugging
-Face formats), adds three readers in three time zones, then runs the clock
-forward through the next 24 hours, hour by hour, exactly as cron or Celery beat
-would: each reader's digest goes out at their own local send hour, into the
-outbox folder as .eml files with .html previews.
+Loads the bundled sample feeds (in the real arXiv RSS, arXiv API and Hugging Face
+formats), adds three readers in three time zones, then runs the clock forward
+through the next 24 hours, hour by hour, exactly as cron or Celery beat would:
+each reader's digest goes out at their own local send hour, into the outbox
+folder as .eml files with .html previews.
+
+The sample papers' titles and abstracts are real (a capture of Hugging Face Daily
+Papers), but their arXiv ids, authors and dates are invented, so a link to
+``arxiv.org/abs/<id>`` would open somebody else's paper. The demo therefore points
+each paper's Read link at an arXiv search for its real title, and drops the PDF
+and Hugging Face links, which could only be made from the invented id.
+
+Running it again in the same folder starts a fresh demo: the folder is marked as a
+demo's, and only a marked folder is ever cleared.
 """
 
 from __future__ import annotations
@@ -13,16 +22,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from digest import ingest, pipeline
 from digest.config import Settings
+from digest.core import caches
 from digest.core.clock import utcnow
 from digest.core.schedule import zone
 from digest.deliver.outbox import outbox_paths
 from digest.store import db
-from digest.store.models import Digest, Feed, FeedKind, Subscriber
+from digest.store.models import Digest, Feed, FeedKind, Paper, Subscriber
 from digest.subscriptions.lifecycle import add_subscriber
 
 # The API query first: it holds earlier versions that the RSS listing then replaces.
@@ -67,22 +79,37 @@ def demo_settings(directory: Path, base: Settings) -> Settings:
     )
 
 
+#: Written into a demo's folder: only a folder with it is ever cleared by a new demo.
+MARKER = ".digest-demo"
+
+
 def run_demo(directory: Path, base: Settings, now: datetime | None = None) -> list[DemoDelivery]:
+    """Run a fresh demo in ``directory`` (a previous demo there is cleared first)."""
     directory.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(directory, base)
+    clear_previous(directory, settings)
     start = now or utcnow()
     db.ensure_schema(settings)
     with db.session_scope(settings) as session:
         if session.scalar(select(Subscriber.id).limit(1)) is not None:
             raise FileExistsError(
-                f"{directory} already holds a demo: remove it or pass --dir to another folder"
+                f"{directory} holds a digest database that is not a demo's: pass --dir "
+                "to another folder"
             )
+        (directory / MARKER).write_text("made by `digest demo`; it clears this folder\n")
         for url, kind, filename in SAMPLE_FEEDS:
-            feed = Feed(url=url, kind=kind, name=ingest.default_feed_name(url, kind))
+            name = ingest.default_feed_name(url, kind)
+            feed = Feed(
+                url=url,
+                kind=kind,
+                name=name,
+                source=ingest.new_source_tag(session, kind, name, url),
+            )
             session.add(feed)
             session.flush()
             body = resources.files("digest.cli.sample_data").joinpath(filename).read_bytes()
             ingest.ingest_body(session, feed, body, start)
+        sample_links(session)
         for email, tz, topics in READERS:
             add_subscriber(
                 session,
@@ -98,6 +125,43 @@ def run_demo(directory: Path, base: Settings, now: datetime | None = None) -> li
     for hour in range(1, 25):
         pipeline.run_once(settings, start + timedelta(hours=hour), fetch=False)
     return _deliveries(settings)
+
+
+def sample_links(session: Session) -> None:
+    """Read links that find each sample paper's real title, not an invented arXiv id."""
+    rows = session.execute(select(Paper.id, Paper.title)).all()
+    session.execute(
+        update(Paper),
+        [
+            {
+                "id": paper_id,
+                "url": "https://arxiv.org/search/?"
+                + urlencode({"query": title, "searchtype": "title"}),
+                "pdf_url": None,
+                "hf_url": None,
+            }
+            for paper_id, title in rows
+        ],
+    )
+
+
+def clear_previous(directory: Path, settings: Settings) -> bool:
+    """Remove a previous demo's database and emails from ``directory``; True if there was one.
+
+    Only a folder a demo marked is touched, and in it only what a demo writes.
+    """
+    if not (directory / MARKER).is_file():
+        return False
+    db.dispose_engines()  # no pooled connection may outlive the file it points at
+    caches.clear_all()  # nor the memory that the schema there was at head
+    for name in ("digest.db", "digest.db-wal", "digest.db-shm"):
+        (directory / name).unlink(missing_ok=True)
+    outbox = settings.outbox
+    if outbox.is_dir():
+        for path in outbox.iterdir():
+            if path.suffix in (".eml", ".html") and path.is_file():
+                path.unlink()
+    return True
 
 
 def _deliveries(settings: Settings) -> list[DemoDelivery]:

@@ -17,6 +17,7 @@ from digest import __version__
 from digest.cli.commands import (
     bounces,
     demo,
+    digests,
     feeds,
     inbound,
     papers,
@@ -29,6 +30,7 @@ from digest.cli.commands import (
 from digest.cli.commands import db as db_commands
 from digest.config import Settings
 from digest.errors import DigestError
+from digest.match import semantic
 from digest.store.db import database_error
 
 
@@ -57,6 +59,8 @@ def cli(ctx: click.Context) -> None:
     with none set, digest uses ./digest.db and writes emails to ./outbox.
     """
     ctx.obj = _LazySettings()
+    # The model takes seconds to load, once: one line of ours, not the libraries' bars.
+    semantic.set_loading_notice(lambda: click.echo("loading the semantic model (once)…", err=True))
 
 
 class _LazySettings:
@@ -79,6 +83,7 @@ for module in (
     papers,
     subscribers,
     topics,
+    digests,
     preview,
     run,
     stats,

@@ -18,11 +18,24 @@ from digest.deliver.message import BuiltMessage, build_message, make_message_id
 from digest.deliver.outbox import OutboxTransport, outbox_paths
 from digest.deliver.smtp import SmtpTransport
 from digest.deliver.transport import Outcome, RateLimiter, Transport, backoff_seconds
+from digest.errors import ConfigError
+
+
+def require_safe_links(settings: Settings) -> None:
+    """Refuse (:class:`ConfigError`, one line) to mail readers links that cannot work."""
+    problem = settings.insecure_links()
+    if problem:
+        raise ConfigError(problem)
 
 
 def transport_from_settings(settings: Settings) -> Transport:
-    """SMTP when ``DIGEST_SMTP_URL`` is set, else the outbox folder."""
+    """SMTP when ``DIGEST_SMTP_URL`` is set, else the outbox folder.
+
+    SMTP with a localhost or plain-http ``DIGEST_BASE_URL`` is refused (see
+    :meth:`Settings.insecure_links`) unless ``DIGEST_ALLOW_INSECURE_LINKS`` is on.
+    """
     if settings.smtp_url:
+        require_safe_links(settings)
         return SmtpTransport(settings.smtp_url, rate=settings.send_rate)
     return OutboxTransport(settings.outbox, rate=settings.send_rate)
 
@@ -38,5 +51,6 @@ __all__ = [
     "build_message",
     "make_message_id",
     "outbox_paths",
+    "require_safe_links",
     "transport_from_settings",
 ]

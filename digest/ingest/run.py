@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.errors import FeedFormatError, FetchError
-from digest.ingest.feeds import get_feed
+from digest.ingest.feeds import default_feed_name, get_feed
 from digest.ingest.http import fetch
 from digest.ingest.merge import NewPapersHook, merge_records
 from digest.ingest.sources import parse_feed
 from digest.store import db
 from digest.store.dialect import lock_paper_stamps
-from digest.store.models import Feed
+from digest.store.models import Feed, FeedKind
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,10 @@ def fetch_feed(
         outcome.status, outcome.error = "error", str(exc)
     except IntegrityError:
         raise  # another worker stored the same paper at the same moment: the caller retries
+    except SQLAlchemyError:
+        # The database, not the feed: recorded on the feed it would carry SQL, parameters
+        # and SQLAlchemy's help link; raised, the CLI says it in one line.
+        raise
     except Exception as exc:
         log.exception("feed %s (%s) failed", feed.id, feed.url)
         outcome.status, outcome.error = "error", f"internal error: {type(exc).__name__}: {exc}"
@@ -113,6 +117,18 @@ def _merge_body(
     on_new_papers: NewPapersHook | None = None,
 ) -> None:
     parsed = parse_feed(feed.kind, body, feed.url, content_type)
+    if feed.kind is FeedKind.RSS:
+        # The parser knows only the URL; the feed's tag is what `source:` topics name.
+        for record in parsed.papers:
+            record.source = feed.source
+        # Added without a check (--no-check): the first good fetch names it by its title.
+        if (
+            parsed.title
+            and feed.last_ok_at is None
+            and feed.name == default_feed_name(feed.url, feed.kind)
+        ):
+            feed.name = default_feed_name(feed.url, feed.kind, parsed.title)
+            outcome.name = feed.name
     with session.begin_nested():
         counts = merge_records(session, parsed.papers, now, on_new_papers)
     outcome.new, outcome.updated, outcome.unchanged = counts.new, counts.updated, counts.unchanged

@@ -97,7 +97,7 @@ def passing_hint(parsed: Query, count: int) -> str | None:
         how = f'quote the word ("{words[0]}")'
     else:
         how = f'quote one of the words (e.g. "{words[0]}")'
-    return f"{papers} it only in passing; {how} to include them"
+    return f"{papers} it only in passing; {how} to include {'it' if count == 1 else 'them'}"
 
 
 __all__ = ["Backtest", "BacktestResult", "passing_hint"]

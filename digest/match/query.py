@@ -42,7 +42,7 @@ Syntax
     prefix: ``cat:cs.L*`` is cs.LG and cs.LO).
 ``source:hf``
     Papers seen in a source ("hf" Hugging Face Daily Papers, "arxiv", or a
-    feed's host name).
+    generic feed's tag, which `digest feeds list` shows).
 ``upvotes:>=10``
     Hugging Face upvotes; ``>``, ``>=``, ``<``, ``<=``, ``=``.
 Never a silent match-nothing
@@ -53,7 +53,8 @@ Never a silent match-nothing
     On its own, the built-in topic: the period's most upvoted Hugging Face
     papers (as a word inside a longer query it is just a word).
 
-Semantic topics (need ``pip install 'digest[semantic]'``)
+Semantic topics (need the ``semantic`` extra: ``pip install -c constraints-semantic.txt
+'.[semantic]'`` in a checkout; the distribution is ``digest-papers``)
     ``~safety of reasoning models under fine-tuning``: a query that *starts*
     with ``~`` is a plain-language description; papers whose meaning is close
     to it match (sentence-embedding cosine similarity), whatever words they use.
@@ -103,7 +104,13 @@ MAX_LENGTH = 1000
 MAX_TERMS = 64
 MAX_DEPTH = 24
 MAX_UPVOTES = 10**9
-SEMANTIC_HINT = "semantic topics need the semantic extra: pip install 'digest[semantic]'"
+#: The command that works from a checkout (the constraints file keeps torch on its CPU
+#: build); installed from PyPI the distribution is digest-papers, the command `digest`.
+SEMANTIC_HINT = (
+    "semantic topics need the semantic extra: in a checkout, "
+    "pip install -c constraints-semantic.txt '.[semantic]' "
+    "(from PyPI: pip install 'digest-papers[semantic]')"
+)
 
 # --- the parser ------------------------------------------------------------------------
 

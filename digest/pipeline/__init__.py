@@ -14,10 +14,12 @@ from digest.pipeline.run import (
     batches,
     embed_new_papers,
     ingest_feeds,
+    next_digests,
     period_progress,
     run_once,
 )
 from digest.pipeline.send import BREAKER_THRESHOLD, BatchResult, send_batch
+from digest.pipeline.upcoming import Upcoming, upcoming
 
 __all__ = [
     "BREAKER_THRESHOLD",
@@ -27,16 +29,19 @@ __all__ = [
     "DigestBuilder",
     "DigestSpec",
     "RunSummary",
+    "Upcoming",
     "Window",
     "batches",
     "claim",
     "embed_new_papers",
     "ingest_feeds",
+    "next_digests",
     "period_progress",
     "plan",
     "renew_lease",
     "run_once",
     "send_batch",
     "sweep",
+    "upcoming",
     "worker_id",
 ]

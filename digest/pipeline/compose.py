@@ -38,6 +38,7 @@ from digest.render import HTML_BUDGET, RenderedEmail
 from digest.store.models import Digest, Frequency, Paper, Subscriber
 from digest.subscriptions.mailtokens import reply_address, unsubscribe_address, verp_address
 from digest.subscriptions.tokens import manage_url, unsubscribe_url
+from digest.subscriptions.validate import shown_label
 
 # --- windows -----------------------------------------------------------------------------
 
@@ -60,6 +61,13 @@ class DigestSpec:
     period: str
     window: Window
     due_at: datetime
+    #: The papers a ledger row recorded as shown, in their order: a retry or an admin's
+    #: resend carries exactly those, not whatever matches by now (the reader may have
+    #: changed their topics since).
+    recorded: tuple[int, ...] = ()
+    #: With ``recorded``: also the other papers that matched (a page showing the digest
+    #: with what the email left out for size).
+    with_unsent: bool = False
 
 
 def period_length(subscriber: Subscriber) -> timedelta:
@@ -192,6 +200,9 @@ class DigestBuilder:
                 )
             )
             for key, subscriber in readers:
+                spec = self.specs[key]
+                if spec.recorded:
+                    self.matched[key] = as_recorded(spec, self.matched[key], self.papers[lo:hi])
                 self.arrived[key] = hi - lo
                 everything = steer.count_steered(
                     index, topic_specs(subscriber), self._steer(subscriber)
@@ -242,7 +253,7 @@ class DigestBuilder:
             timezone=subscriber.timezone,
             date=spec.due_at.astimezone(zone(subscriber.timezone)).date(),
             papers=composed.matched,
-            topic_labels=[t.label for t in subscriber.topics],
+            topic_labels=[shown_label(t.label, t.query) for t in subscriber.topics],
             manage_url=manage_url(self.settings, subscriber, session=self.session, now=issued),
             unsubscribe_url=unsubscribe,
             papers_arrived=composed.arrived,
@@ -279,7 +290,30 @@ class DigestBuilder:
 
 
 def topic_specs(subscriber: Subscriber) -> list[matching.TopicSpec]:
-    return [matching.TopicSpec(id=t.id, label=t.label, query=t.query) for t in subscriber.topics]
+    return [
+        matching.TopicSpec(id=t.id, label=shown_label(t.label, t.query), query=t.query)
+        for t in subscriber.topics
+    ]
+
+
+def as_recorded(
+    spec: DigestSpec, matched: Sequence[matching.MatchedPaper], window: Sequence[Paper]
+) -> list[matching.MatchedPaper]:
+    """The recorded papers in their recorded order; one no topic matches any more keeps
+    its place with a line saying why it is there. ``with_unsent`` adds the rest."""
+    now = {m.paper.id: m for m in matched}
+    papers = {p.id: p for p in window}
+    out = []
+    for paper_id in spec.recorded:
+        if paper_id in now:
+            out.append(now[paper_id])
+        elif paper_id in papers:
+            hit = matching.TopicHit(None, "", 0.0, [], "in this digest when it was first sent")
+            out.append(matching.MatchedPaper(papers[paper_id], 0.0, [hit]))
+    if spec.with_unsent:
+        shown = set(spec.recorded)
+        out += [m for m in matched if m.paper.id not in shown]
+    return out
 
 
 # --- indexes kept across batches -----------------------------------------------------------

@@ -151,6 +151,8 @@ class LedgerBatch:
 
     def _record(self, digest: Digest, outcome: Outcome) -> DigestStatus:
         digest.smtp_code = outcome.code
+        # The server's own words (or the outbox file), for `digest digests show`.
+        digest.reply = outcome.message[:1000] or None
         if outcome.status == "sent":
             digest.sent_at = utcnow()
             return self._finish(digest, DigestStatus.SENT, None)
@@ -193,11 +195,19 @@ class LedgerBatch:
         return status
 
 
-def spec_of(digest: Digest) -> DigestSpec:
-    """What a ledger row with a fixed window is built for."""
+def spec_of(digest: Digest, *, with_unsent: bool = False) -> DigestSpec:
+    """What a ledger row with a fixed window is built for: if it already recorded the
+    papers it carries (a retry, a resend), exactly those."""
     assert digest.window_start is not None and digest.window_end is not None
     window = Window(digest.window_start, digest.window_end)
-    return DigestSpec(digest.subscriber, digest.period, window, digest.due_at)
+    return DigestSpec(
+        digest.subscriber,
+        digest.period,
+        window,
+        digest.due_at,
+        recorded=tuple(digest.paper_ids or ()),
+        with_unsent=with_unsent,
+    )
 
 
 __all__ = ["MAX_ATTEMPTS", "LedgerBatch", "spec_of"]

@@ -16,10 +16,12 @@ from sqlalchemy.orm import Session
 from digest import ingest
 from digest.config import Settings
 from digest.core.clock import utcnow
+from digest.deliver import require_safe_links
 from digest.match import semantic
 from digest.pipeline.lease import sweep
 from digest.pipeline.plan import plan
 from digest.pipeline.send import send_batch
+from digest.pipeline.upcoming import Upcoming, upcoming
 from digest.store import db
 from digest.store.models import Digest, Paper
 
@@ -52,10 +54,16 @@ class RunSummary:
     feeds: list[ingest.FeedOutcome]
     planned: int
     by_status: dict[str, int]
+    upcoming: Upcoming | None = None  # when the next digests fall due, after this run
 
 
 def run_once(settings: Settings, now: datetime | None = None, fetch: bool = True) -> RunSummary:
-    """The whole day in this process: ingest, plan, send everything due, once."""
+    """The whole day in this process: ingest, plan, send everything due, once.
+
+    Refuses (:class:`~digest.errors.ConfigError`) before doing anything when mail would
+    go over SMTP with links no reader can open (see ``Settings.insecure_links``).
+    """
+    require_safe_links(settings)
     # Papers are stamped by the ingest clock unless a moment is being replayed.
     outcomes = ingest_feeds(settings, now) if fetch else []
     now = now or utcnow()
@@ -65,15 +73,32 @@ def run_once(settings: Settings, now: datetime | None = None, fetch: bool = True
     for batch in batches(due, settings.batch_size):
         for status, n in send_batch(settings, batch, now).by_status.items():
             totals[status] = totals.get(status, 0) + n
-    return RunSummary(outcomes, len(planned), totals)
+    with db.session_scope(settings) as session:
+        after = upcoming(session, now)
+    return RunSummary(outcomes, len(planned), totals, after)
+
+
+def next_digests(settings: Settings, now: datetime | None = None) -> Upcoming:
+    """When the next digests fall due (for `digest run` with a broker, and `stats`)."""
+    db.ensure_schema(settings)
+    with db.session_scope(settings) as session:
+        return upcoming(session, now or utcnow())
 
 
 def period_progress(settings: Settings, digest_ids: Sequence[int]) -> dict[str, int]:
-    """How many of these digests are in each status (for `digest run --wait`)."""
+    """How many of these digests are in each status (for `digest run --wait`).
+
+    In chunks: a run of 100,000 digests would bind more parameters than a driver takes.
+    """
+    ids = list(digest_ids)
+    totals: dict[str, int] = {}
     with db.session_scope(settings) as session:
-        rows = session.execute(
-            select(Digest.status, func.count())
-            .where(Digest.id.in_(digest_ids))
-            .group_by(Digest.status)
-        ).all()
-    return {status.value: n for status, n in rows}
+        for start in range(0, len(ids), 1000):
+            rows = session.execute(
+                select(Digest.status, func.count())
+                .where(Digest.id.in_(ids[start : start + 1000]))
+                .group_by(Digest.status)
+            ).all()
+            for status, n in rows:
+                totals[status.value] = totals.get(status.value, 0) + n
+    return totals

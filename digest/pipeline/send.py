@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from digest.config import Settings
 from digest.core.clock import utcnow
-from digest.deliver import transport_from_settings
+from digest.deliver import require_safe_links, transport_from_settings
 from digest.pipeline.lease import claim, renew_lease, worker_id
 from digest.pipeline.ledger import LedgerBatch
 from digest.store import db
@@ -45,6 +45,8 @@ def send_batch(settings: Settings, ids: Sequence[int], now: datetime | None = No
     owner instead of being sent twice.
     """
     now = now or utcnow()
+    # Before claiming: a refused configuration leaves every row planned, not leased.
+    require_safe_links(settings)
     db.ensure_schema(settings)
     owner = f"{worker_id()}:{uuid.uuid4().hex[:8]}"
     lease = timedelta(seconds=settings.lease_seconds)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
 from digest.config import Settings
 from digest.core.clock import utcnow
+from digest.pipeline.upcoming import upcoming
 from digest.store import db
 from digest.store.models import (
     Bounce,
@@ -17,8 +18,11 @@ from digest.store.models import (
     Feed,
     InboundMessage,
     Subscriber,
+    SubscriberStatus,
     Suppression,
+    Topic,
 )
+from digest.subscriptions.checks import TopicChecker
 
 
 def suppression_cause(reason: str) -> str:
@@ -30,7 +34,7 @@ def suppression_cause(reason: str) -> str:
         return "hard bounce"
     if text.startswith("bounce score"):
         return "soft bounces"
-    return "refused at sending"  # a 5xx from our own SMTP server (digest.pipeline.compose)
+    return "refused at sending"  # a 5xx from our own SMTP server (digest.pipeline.ledger)
 
 
 def collect(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
@@ -77,8 +81,33 @@ def collect(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
         for (reason,) in session.execute(select(Suppression.reason)).yield_per(1000):
             cause = suppression_cause(reason)
             causes[cause] = causes.get(cause, 0) + 1
+        readers = dict(
+            session.execute(
+                select(Subscriber.status, func.count()).group_by(Subscriber.status)
+            ).all()
+        )
+        bare = session.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.ACTIVE,
+                ~exists().where(Topic.subscriber_id == Subscriber.id),
+            )
+        )
+        warnings = []
+        no_topics = TopicChecker(session).no_topics_warning(bare or 0)
+        if no_topics:
+            warnings.append(no_topics)
+        after = upcoming(session, now)
+        problem = settings.insecure_links()
+        if problem:
+            warnings.append(problem)
         return {
             "generated_at": now,
+            "mail": settings.mail_destination(),
+            "readers": {status.value: n for status, n in readers.items()},
+            "next": after.as_dict() | {"line": after.describe()},
+            "warnings": warnings,
             "digests": {"today": by_status(day_start), "week": by_status(now - timedelta(days=7))},
             "feeds": [
                 {

@@ -94,6 +94,11 @@ class Feed(Base):
     url: Mapped[str] = mapped_column(String(2048), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[FeedKind] = mapped_column(_enum(FeedKind, "feed_kind"))
+    # The tag this feed's papers carry in ``Paper.sources``, what ``source:`` matches:
+    # "arxiv", "hf", or for a generic feed a slug of its name (older feeds: their host).
+    # Fixed when the feed is added, so renaming a feed never changes what saved topics
+    # match; ``digest feeds rename --source`` changes it everywhere at once.
+    source: Mapped[str] = mapped_column(String(100), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Conditional GET validators from the last 200 response.
@@ -131,7 +136,7 @@ class Paper(Base):
     hf_url: Mapped[str | None] = mapped_column(String(2048))
     upvotes: Mapped[int | None] = mapped_column(Integer)
     comments: Mapped[int | None] = mapped_column(Integer)
-    # Source tags ("arxiv", "hf", a feed's host for generic RSS) for `source:` queries.
+    # Source tags ("arxiv", "hf", a generic feed's ``Feed.source``) for `source:` queries.
     sources: Mapped[list[str]] = mapped_column(JSON, default=list)
     published_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
@@ -250,8 +255,38 @@ class Digest(Base):
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     smtp_code: Mapped[int | None] = mapped_column(Integer)
+    # The transport's last answer: the SMTP server's reply, or the outbox file written.
+    reply: Mapped[str | None] = mapped_column(Text)
 
     subscriber: Mapped[Subscriber] = relationship()
+    resends: Mapped[list[DigestResend]] = relationship(
+        back_populates="digest", cascade="all, delete-orphan", order_by="DigestResend.id"
+    )
+
+
+class DigestResend(Base):
+    """An admin's resend of a digest: what the row said before it went out again.
+
+    The digest row itself is sent again (same period, window and papers, a new
+    Message-ID); this keeps the earlier delivery on record.
+    """
+
+    __tablename__ = "digest_resends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"), index=True)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    previous_status: Mapped[str] = mapped_column(String(20))
+    previous_message_id: Mapped[str | None] = mapped_column(String(300))
+    previous_sent_at: Mapped[datetime | None]
+    previous_finished_at: Mapped[datetime | None]
+    previous_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    previous_smtp_code: Mapped[int | None] = mapped_column(Integer)
+    previous_reply: Mapped[str | None] = mapped_column(Text)
+    previous_error: Mapped[str | None] = mapped_column(Text)
+
+    digest: Mapped[Digest] = relationship(back_populates="resends")
 
 
 class Suppression(Base):
@@ -380,6 +415,7 @@ __all__ = [
     "Base",
     "Bounce",
     "Digest",
+    "DigestResend",
     "DigestStatus",
     "Feed",
     "FeedKind",

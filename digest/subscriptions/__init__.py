@@ -5,11 +5,13 @@ links (``tokens``), and moving subscribers in and out as CSV or JSON (``cells``,
 
 from digest.errors import InvalidEmail, SubscriptionError, TokenError
 from digest.subscriptions.cells import format_topics, parse_topics, split_topics
+from digest.subscriptions.checks import HF_FEED_URL, TopicChecker
 from digest.subscriptions.exporter import export_csv, export_json, export_records
 from digest.subscriptions.importer import ImportReport, RowError, import_csv
 from digest.subscriptions.lifecycle import (
     add_subscriber,
     add_topic,
+    change_subscriber,
     confirm,
     get_subscriber,
     list_subscribers,
@@ -46,6 +48,7 @@ from digest.subscriptions.validate import (
     normalise_email,
     normalise_query,
     parse_weekday,
+    shown_label,
     topic_key,
     validate_frequency,
     validate_hour,
@@ -60,6 +63,7 @@ __all__ = [
     "CONFIRM_MAX_AGE",
     "CONSENT_SOURCES",
     "DEFAULT_LABEL_LENGTH",
+    "HF_FEED_URL",
     "MAX_PAPERS_LIMIT",
     "MAX_TOPICS",
     "PURPOSES",
@@ -70,8 +74,10 @@ __all__ = [
     "RowError",
     "SubscriptionError",
     "TokenError",
+    "TopicChecker",
     "add_subscriber",
     "add_topic",
+    "change_subscriber",
     "confirm",
     "confirm_url",
     "dedupe_topics",
@@ -97,6 +103,7 @@ __all__ = [
     "resubscribe",
     "resume",
     "rotate_tokens",
+    "shown_label",
     "signing_key",
     "split_topics",
     "subscriber_record",

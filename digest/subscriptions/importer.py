@@ -42,6 +42,8 @@ from digest.subscriptions.cells import (
     IMPORT_STATUSES,
     parse_topics,
 )
+from digest.subscriptions.checks import import_warnings
+from digest.subscriptions.updater import Stored, apply_updates
 from digest.subscriptions.validate import (
     normalise_email,
     parse_weekday,
@@ -74,13 +76,20 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
+    # With ``update``: existing subscribers changed / already as the file says, and how
+    # many rows changed each field (timezone, frequency, weekday, hour, max, status,
+    # topics, labels).
+    update: bool = False
+    updated: int = 0
+    unchanged: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def bad(self) -> int:
         return len(self.errors)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "rows": self.rows,
             "imported": self.imported,
             "topics": self.topics,
@@ -89,6 +98,9 @@ class ImportReport:
             "errors": [{"line": e.line, "email": e.email, "reason": e.reason} for e in self.errors],
             "warnings": self.warnings,
         }
+        if self.update:
+            data.update(updated=self.updated, unchanged=self.unchanged, changes=self.changes)
+        return data
 
 
 def _import_status(text: str) -> SubscriberStatus:
@@ -148,6 +160,9 @@ def _row_values(cells: dict[str, str], check: _Validator) -> tuple[dict[str, Any
     """The stored values of one row, and every reason it is refused (empty if good)."""
     reasons: list[str] = []
     values: dict[str, Any] = {}
+    # Which cells say something: with --update only those change an existing subscriber.
+    given: set[str] = {name for name, cell in cells.items() if cell.strip()}
+    values["given"] = given
 
     def take(name: str, convert: Any, default: Any) -> None:
         raw = cells.get(name, "").strip()
@@ -236,14 +251,25 @@ def _header(row: list[str]) -> tuple[list[str], list[str]]:
     return names, warnings
 
 
-def _existing(session: Session, keys: Sequence[str]) -> dict[str, SubscriberStatus]:
-    found: dict[str, SubscriberStatus] = {}
+def _existing(session: Session, keys: Sequence[str]) -> dict[str, Stored]:
+    found: dict[str, Stored] = {}
     for start in range(0, len(keys), _KEY_LOOKUP_CHUNK):
         chunk = keys[start : start + _KEY_LOOKUP_CHUNK]
         rows = session.execute(
-            select(Subscriber.email_key, Subscriber.status).where(Subscriber.email_key.in_(chunk))
+            select(
+                Subscriber.email_key,
+                Subscriber.id,
+                Subscriber.status,
+                Subscriber.timezone,
+                Subscriber.frequency,
+                Subscriber.weekday,
+                Subscriber.send_hour,
+                Subscriber.max_papers,
+                Subscriber.unsubscribed_at,
+            ).where(Subscriber.email_key.in_(chunk))
         )
-        found.update((key, status) for key, status in rows)
+        for key, *columns in rows:
+            found[key] = Stored(*columns)  # type: ignore[arg-type]  # the columns, in order
     return found
 
 
@@ -253,8 +279,13 @@ def import_csv(
     *,
     consent_detail: str | None = None,
     dry_run: bool = False,
+    update: bool = False,
 ) -> ImportReport:
     """Import subscribers from CSV as confirmed, consent source ``import``.
+
+    With ``update``, a row for an address already stored changes that subscriber
+    instead of being refused (see :mod:`~digest.subscriptions.updater`): only the
+    cells it fills in, never the consent record, and never anyone who left.
 
     Each row is ``active``, or ``paused`` when its status column says so. ``file``
     is a path, bytes or an open file. Problems with the file as a whole (not UTF-8,
@@ -265,7 +296,7 @@ def import_csv(
     stored) and writes nothing.
     """
     text = _read_text(file)
-    report = ImportReport(dry_run=dry_run)
+    report = ImportReport(dry_run=dry_run, update=update)
     check = _Validator()
     names: list[str] | None = None
     good: list[tuple[int, dict[str, Any]]] = []
@@ -314,14 +345,30 @@ def import_csv(
 
     stored = _existing(session, [v["email_key"] for _, v in good])
     fresh: list[tuple[int, dict[str, Any]]] = []
+    existing: list[tuple[int, dict[str, Any], Stored]] = []
     for row_line, values in good:
-        status = stored.get(values["email_key"])
-        if status is None:
+        found = stored.get(values["email_key"])
+        if found is None:
             fresh.append((row_line, values))
+        elif update:
+            existing.append((row_line, values, found))
         else:
             report.errors.append(
-                RowError(row_line, values["raw"], f"already subscribed (status: {status.value})")
+                RowError(
+                    row_line,
+                    values["raw"],
+                    f"already subscribed (status: {found.status.value}); "
+                    "an import with --update changes existing subscribers",
+                )
             )
+    report.warnings += import_warnings(
+        session, fresh, [(line, values) for line, values, _ in existing]
+    )
+    if existing:
+        result = apply_updates(session, existing, dry_run=dry_run)
+        report.errors += [RowError(*refused) for refused in result.refused]
+        report.updated, report.unchanged = result.updated, result.unchanged
+        report.changes = result.changes
     if dry_run:
         report.imported = len(fresh)
         report.topics = sum(len(v["topics"]) for _, v in fresh)

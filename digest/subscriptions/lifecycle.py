@@ -16,7 +16,7 @@ Signed links are :mod:`digest.subscriptions.tokens`; input checks are
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -165,11 +165,60 @@ def update_subscriber(
     max_papers: int | None = None,
 ) -> Subscriber:
     """Change delivery settings (the manage page); ``None`` leaves a value as it is."""
-    changes = _setting_changes(timezone, frequency, weekday, hour, max_papers)
-    for name, value in changes.items():
-        setattr(subscriber, name, value)
-    session.flush()
+    change_subscriber(
+        session,
+        subscriber,
+        timezone=timezone,
+        frequency=frequency,
+        weekday=weekday,
+        hour=hour,
+        max_papers=max_papers,
+    )
     return subscriber
+
+
+def change_subscriber(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    timezone: str | None = None,
+    frequency: Frequency | str | None = None,
+    weekday: int | str | None = None,
+    hour: int | None = None,
+    max_papers: int | None = None,
+    labels: Mapping[int, str | None] | None = None,
+) -> dict[str, tuple[Any, Any]]:
+    """Change settings and topic labels; returns ``{what: (before, after)}`` of what changed.
+
+    ``None`` leaves a setting as it is. ``labels`` maps a topic id of this subscriber
+    to its new label (``None`` or blank: back to the default, the query in plain
+    words); an id that is not one of theirs is an error. Everything is validated
+    before anything changes; the consent record and status are never touched.
+    """
+    settings = _setting_changes(timezone, frequency, weekday, hour, max_papers)
+    topics = {t.id: t for t in subscriber.topics}
+    new_labels: dict[int, str] = {}
+    for topic_id, label in (labels or {}).items():
+        topic = topics.get(topic_id)
+        if topic is None:
+            ids = ", ".join(str(i) for i in topics) or "none"
+            raise SubscriptionError(
+                f"{subscriber.email} has no topic with id {topic_id} (their topics: {ids})"
+            )
+        new_labels[topic_id] = validate_label(label, topic.query)
+    changed: dict[str, tuple[Any, Any]] = {}
+    for name, value in settings.items():
+        before = getattr(subscriber, name)
+        if before != value:
+            changed[name] = (before, value)
+            setattr(subscriber, name, value)
+    for topic_id, label in new_labels.items():
+        topic = topics[topic_id]
+        if topic.label != label:
+            changed[f"label of topic {topic_id}"] = (topic.label, label)
+            topic.label = label
+    session.flush()
+    return changed
 
 
 def _setting_changes(

@@ -17,6 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from digest.core.caches import memoize
 from digest.errors import InvalidEmail, QueryError, SubscriptionError
 from digest.match import query as query_language
+from digest.match.describe import readable
 from digest.store.models import Frequency
 
 CONSENT_SOURCES = ("web", "email", "cli", "import")
@@ -231,14 +232,27 @@ def validate_label(label: str | None, query: str) -> str:
 
 
 def default_label(query: str) -> str:
-    """The query itself, shortened at a word boundary when it is long."""
-    text = " ".join(query.split())
+    """The query in plain words (:func:`digest.match.describe.readable`: no field names,
+    quotes or upper-case operators), shortened at a word boundary when it is long."""
+    text = readable(query)
     if len(text) <= DEFAULT_LABEL_LENGTH:
         return text
     cut = text[: DEFAULT_LABEL_LENGTH - 1]
     if " " in cut[DEFAULT_LABEL_LENGTH // 2 :]:
         cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip() + "…"
+        # Not "… prediction or…": a connective left dangling says nothing.
+        while " " in cut and cut.rsplit(" ", 1)[1] in _DANGLING:
+            cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,(") + "…"
+
+
+_DANGLING = frozenset({"or", "not", "by", "from", "like", "(", ","})
+
+
+def shown_label(label: str, query: str) -> str:
+    """The label emails show for a topic: the reader's own, or the query in plain words
+    (topics saved before default labels were readable kept the raw query as label)."""
+    return default_label(query) if not label or label == query else label
 
 
 def validate_consent_source(source: str) -> str:

@@ -44,7 +44,7 @@ def confirm_page(token: str) -> Response:
             "confirm.html",
             done=False,
             email=subscriber.email,
-            topics=[t.label for t in subscriber.topics],
+            topics=[subscriptions.shown_label(t.label, t.query) for t in subscriber.topics],
             schedule=describe_schedule(subscriber),
             action=url_for("subscription.confirm_post", token=token),
         )
@@ -125,7 +125,7 @@ def _welcome(settings: Settings, session: Session, subscriber: Subscriber) -> Si
         ),
         values={
             "frequency": subscriber.frequency.value,
-            "topics": [t.label for t in subscriber.topics],
+            "topics": [subscriptions.shown_label(t.label, t.query) for t in subscriber.topics],
             "manage_url": subscriptions.manage_url(settings, subscriber, session=session),
         },
     )

@@ -22,7 +22,10 @@ def group() -> None:
 @group.command("add")
 @click.argument("url")
 @click.option("--kind", type=click.Choice(KIND_CHOICES), default="auto", show_default=True)
-@click.option("--name", help="Display name (default: derived from the URL).")
+@click.option(
+    "--name",
+    help="Display name (default: the feed's own title; arXiv and Hugging Face by what they are).",
+)
 @click.option(
     "--check/--no-check",
     default=True,
@@ -32,6 +35,11 @@ def group() -> None:
 def add(url: str, kind: str, name: str | None, check: bool) -> None:
     """Add a feed (fetched once to check it, unless --no-check).
 
+    A generic RSS/Atom feed is named after its own <title> (or its host, with
+    --no-check, until its first fetch) and gets a source tag from that name, unique
+    among the feeds: its papers carry the tag, and `source:TAG` topics match them.
+    `digest feeds list` shows every feed's tag.
+
     Example: digest feeds add https://rss.arxiv.org/rss/cs.LG+cs.CL
     """
     settings = get_settings()
@@ -40,7 +48,10 @@ def add(url: str, kind: str, name: str | None, check: bool) -> None:
             feed = ingest.add_feed(session, url, kind, name, settings=settings if check else None)
         except FeedError as exc:  # fetching and parsing errors are FeedErrors too
             raise click.ClickException(f"{url}: {exc}") from exc
-        click.echo(f"added feed {feed.id}: {feed.name} ({feed.kind.value}) {feed.url}")
+        click.echo(
+            f"added feed {feed.id}: {feed.name} ({feed.kind.value}) {feed.url}; "
+            f"its papers are source:{feed.source}"
+        )
 
 
 @group.command("list")
@@ -56,11 +67,12 @@ def list_(as_json: bool) -> None:
             echo_json([_feed_dict(f) for f in feeds])
             return
         echo_table(
-            ["id", "name", "kind", "enabled", "last fetch", "status", "new", "error"],
+            ["id", "name", "source", "kind", "enabled", "last fetch", "status", "new", "error"],
             [
                 (
                     f.id,
                     f.name,
+                    f.source,
                     f.kind,
                     "yes" if f.enabled else "no",
                     f.last_fetched_at,
@@ -79,6 +91,7 @@ def _feed_dict(feed: Feed) -> dict[str, object]:
         "id": feed.id,
         "url": feed.url,
         "name": feed.name,
+        "source": feed.source,
         "kind": feed.kind.value,
         "enabled": feed.enabled,
         "last_fetched_at": feed.last_fetched_at,
@@ -90,6 +103,56 @@ def _feed_dict(feed: Feed) -> dict[str, object]:
         "last_updated": feed.last_updated,
         "last_unchanged": feed.last_unchanged,
     }
+
+
+@group.command("rename")
+@click.argument("feed_id", type=ROW_ID)
+@click.argument("name", required=False)
+@click.option(
+    "--source",
+    "source",
+    metavar="TAG",
+    help="Also change the source tag: on the feed, its stored papers and saved topics.",
+)
+def rename(feed_id: int, name: str | None, source: str | None) -> None:
+    """Rename a feed (the name shown in `feeds list`, `stats` and fetch tables).
+
+    The feed's source tag (what its papers carry and `source:TAG` topics match)
+    stays as it is, so no saved topic changes meaning. With --source TAG it changes
+    too, everywhere at once: stored papers with the old tag get the new one, and
+    saved topics saying source:OLD now say source:TAG. If another feed carries the
+    old tag as well, their papers cannot be told apart: stored papers and topics
+    keep the old tag and only this feed's new papers carry TAG. arXiv (arxiv) and
+    Hugging Face (hf) tags cannot change.
+
+    Example: digest feeds rename 3 "Lab blog" --source lab-blog
+    """
+    if name is None and source is None:
+        raise click.UsageError("give a NAME, --source TAG, or both")
+    with open_session() as session:
+        done = ingest.rename_feed(session, feed_id, name, source)
+        feed = done.feed
+        if name is not None:
+            verb = "renamed" if feed.name != done.old_name else "already named"
+            click.echo(f"feed {feed.id} {verb}: {feed.name}")
+        if source is None or feed.source == done.old_source:
+            click.echo(f"its papers are source:{feed.source}")
+            return
+        if done.shared_with:
+            others = ", ".join(map(str, done.shared_with))
+            click.echo(
+                f"feed {feed.id} is now source:{feed.source} for the papers it brings from now "
+                f"on; stored papers and saved topics keep source:{done.old_source}, which feed "
+                f"{others} also carries (their papers cannot be told apart)"
+            )
+            return
+        papers = done.papers_retagged
+        topics = done.topics_rewritten
+        click.echo(
+            f"source:{done.old_source} is now source:{feed.source}: {papers} stored "
+            f"paper{'' if papers == 1 else 's'} re-tagged, {topics} saved "
+            f"topic{'' if topics == 1 else 's'} rewritten"
+        )
 
 
 @group.command("remove")

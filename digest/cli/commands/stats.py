@@ -11,7 +11,9 @@ from digest.pipeline.stats import collect
 @click.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def stats(as_json: bool) -> None:
-    """Digests by status (today, last 7 days), feeds, failures, suppressions, mail in.
+    """Where mail goes, readers, the next digests, digests by status (today, last 7
+    days), feeds, failures, suppressions, mail in, and warnings (e.g. readers who can
+    get nothing).
 
     Suppressions are counted by cause (hard bounce, soft bounces, complaint, or
     refused when sending); bounces, complaints and the mail `digest inbound`
@@ -23,7 +25,15 @@ def stats(as_json: bool) -> None:
     if as_json:
         echo_json(report)
         return
-    click.echo("digests")
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"mail: {report['mail']}")
+    readers = report["readers"]
+    click.echo(
+        "readers: " + (", ".join(f"{n} {s}" for s, n in sorted(readers.items())) or "none yet")
+    )
+    click.echo(report["next"]["line"])
+    click.echo("\ndigests")
     echo_table(
         ["status", "today", "last 7 days"],
         [

@@ -1,18 +1,23 @@
-"""`digest subscribers …`: add, list, show, pause, resume, remove, import, export."""
+"""`digest subscribers …`: add, set, list, show, pause, resume, remove, import, export."""
 
 from __future__ import annotations
 
-import getpass
-import socket
-import sys
-from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.orm import Session
 
 from digest import subscriptions as subs
-from digest.cli.common import echo_json, echo_table, get_settings, open_session
+from digest.cli.commands import subscriber_files
+from digest.cli.common import (
+    echo_json,
+    echo_table,
+    get_settings,
+    open_session,
+    operator_name,
+)
+from digest.core.clock import utcnow
+from digest.core.schedule import next_send
 from digest.pipeline.stats import suppression_cause
 from digest.store import suppression
 from digest.store.bounces import recent_bounces
@@ -105,7 +110,7 @@ def add(
         }.items()
         if value is not None
     }
-    detail = f"added by {_operator()} with `digest subscribers add`"
+    detail = f"added by {operator_name()} with `digest subscribers add`"
     with open_session(settings) as session:
         existing = subs.get_subscriber(session, email)
         if existing is not None and existing.status is SubscriberStatus.UNSUBSCRIBED:
@@ -143,6 +148,7 @@ def add(
             f"{verb} {subscriber.email} ({subscriber.status.value}), {_schedule(subscriber)}, "
             f"{count} topic{'' if count == 1 else 's'}, up to {subscriber.max_papers} papers"
         )
+        warn_about_topics(session, subscriber)
         if not confirmed:
             click.echo(
                 "pending: a confirmation email is needed before any digest is sent. "
@@ -151,11 +157,16 @@ def add(
             click.echo(subs.confirm_url(settings, subscriber, session=session))
 
 
-def _operator() -> str:
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except Exception:
-        return "an operator"
+def warn_about_topics(session: Session, subscriber: Subscriber) -> None:
+    """``warning: …`` on stderr for each topic that can never match here (never an error)."""
+    checker = subs.TopicChecker(session)
+    checker.prefetch(t.query for t in subscriber.topics)
+    for topic in subscriber.topics:
+        for warning in checker.warnings(topic.query):
+            click.echo(f"warning: {warning}", err=True)
+    bare = checker.no_topics_warning(email=subscriber.email) if not subscriber.topics else None
+    if bare:
+        click.echo(f"warning: {bare}", err=True)
 
 
 @group.command("list")
@@ -312,6 +323,124 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
 
 
+class LabelAssignment(click.ParamType):
+    """``ID=LABEL``: a topic id (from `digest topics list EMAIL`) and its new label."""
+
+    name = "ID=LABEL"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, str]:
+        if isinstance(value, tuple):
+            return value
+        topic, sep, label = str(value).partition("=")
+        if not sep or not topic.strip().isdigit() or len(topic.strip()) > 18:
+            self.fail(
+                f"{value!r}: give a topic id and its label, e.g. --label 12=Unlearning "
+                "(ids are in `digest topics list EMAIL`; `12=` resets it to the default)",
+                param,
+                ctx,
+            )
+        return int(topic), label
+
+
+@group.command("set")
+@click.argument("email")
+@click.option("--tz", "timezone", help="IANA city time zone, e.g. Asia/Tokyo.")
+@click.option("--daily/--weekly", "daily", default=None, help="One digest a day, or one a week.")
+@click.option(
+    "--weekday",
+    type=click.Choice(list(subs.WEEKDAYS), case_sensitive=False),
+    help="Send day of weekly digests.",
+)
+@click.option("--hour", type=int, help="Local send hour, 0-23.")
+@click.option("--max", "max_papers", type=int, help="Papers per digest, 1-100.")
+@click.option(
+    "--label",
+    "labels",
+    type=LabelAssignment(),
+    multiple=True,
+    help="ID=LABEL: the name topic ID has in emails (repeatable; ID= resets it).",
+)
+def set_(
+    email: str,
+    timezone: str | None,
+    daily: bool | None,
+    weekday: str | None,
+    hour: int | None,
+    max_papers: int | None,
+    labels: tuple[tuple[int, str], ...],
+) -> None:
+    """Change an existing subscriber's schedule, size or topic labels.
+
+    Only the options given change; status, topics and the consent record stay as
+    they are (topics: `digest topics add/remove`). A label belongs to one topic, so
+    --label takes the topic's id (shown by `digest topics list EMAIL`) and the new
+    label: --label 12=Unlearning; --label 12= puts back the default label (the
+    query in plain words). Labels name the topic's section and the subject line
+    of the emails.
+
+    The new schedule applies from its next send time, which is printed: no
+    paper is sent twice, and a period the change puts before the last digest
+    (moving west, say) is skipped; its papers come with the next digest.
+
+    Example: digest subscribers set ada@example.org --tz Asia/Tokyo --hour 8 --weekly
+    --weekday fri --label 12=Unlearning
+    """
+    if all(v is None for v in (timezone, daily, weekday, hour, max_papers)) and not labels:
+        raise click.UsageError(
+            "nothing to change: give --tz, --daily/--weekly, --weekday, --hour, --max or --label"
+        )
+    frequency = None if daily is None else ("daily" if daily else "weekly")
+    with open_session() as session:
+        subscriber = _find(session, email)
+        changed = subs.change_subscriber(
+            session,
+            subscriber,
+            timezone=timezone,
+            frequency=frequency,
+            weekday=weekday,
+            hour=hour,
+            max_papers=max_papers,
+            labels=dict(labels),
+        )
+        if not changed:
+            click.echo(f"{subscriber.email}: nothing changed, the settings were already so")
+            return
+        for name, (before, after) in changed.items():
+            click.echo(f"{subscriber.email}: {_setting_name(name)} {_shown(name, before)} -> "
+                       f"{_shown(name, after)}")  # fmt: skip
+        upcoming = next_send(
+            utcnow(),
+            subscriber.timezone,
+            subscriber.frequency.value,
+            subscriber.send_hour,
+            subscriber.weekday,
+        )
+        when = (
+            f"next digest {upcoming:%a %d %b %H:%M} {subscriber.timezone}"
+            if subscriber.status is SubscriberStatus.ACTIVE
+            else f"no digest while {subscriber.status.value}"
+        )
+        click.echo(f"now {_schedule(subscriber)}, up to {subscriber.max_papers} papers; {when}")
+        if weekday is not None and subscriber.frequency.value == "daily":
+            click.echo("(the weekday only matters once the subscriber is weekly)")
+
+
+def _setting_name(name: str) -> str:
+    return {"send_hour": "hour", "max_papers": "max papers"}.get(name, name)
+
+
+def _shown(name: str, value: Any) -> str:
+    if name == "weekday":
+        return subs.weekday_name(value)
+    if name == "send_hour":
+        return f"{value:02d}:00"
+    if name.startswith("label"):
+        return f'"{value}"'
+    return str(getattr(value, "value", value))
+
+
 @group.command("pause")
 @click.argument("email")
 def pause(email: str) -> None:
@@ -393,105 +522,7 @@ def remove(email: str, yes: bool, keep_record: bool) -> None:
         click.echo(f"removed {address}")
 
 
-@group.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
-@click.option("--dry-run", is_flag=True, help="Check every row, store nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def import_(file: Path, dry_run: bool, as_json: bool) -> None:
-    """Import subscribers from CSV, as confirmed (you must hold their consent).
-
-    The first line is a header naming the columns, in any order; only `email` is
-    required:
-
-    \b
-      email,topics,timezone,frequency,weekday,hour,max,status,labels
-      ada@example.org,author:bengio; diffusion models,Europe/London,weekly,fri,8,10,,Bengio
-      bob@example.org,x\\;y,,,,,,paused,
-
-    \b
-      topics     queries separated by `;`; a `;` inside a query is `\\;` (a backslash
-                 `\\\\`), except inside a quoted phrase where it needs nothing
-      timezone   a city zone such as Europe/Paris (default UTC)
-      frequency  daily (default) or weekly; weekday: mon..sun for weekly (default mon)
-      hour, max  local send hour 0-23 (default 7), papers per digest 1-100 (default 20)
-      status     active (default) or paused; no other status can be imported
-      labels     one label per topic, same order and escapes; blank = the query
-
-    Good rows are stored, bad rows are not, and each bad row is reported with its
-    line number and reason (a value cannot span lines: an unclosed quote is an
-    error of its row). Exits 1 when rows were bad and none could be imported.
-
-    Example: digest subscribers import readers.csv --dry-run
-    """
-    source: Any = sys.stdin.buffer if str(file) == "-" else file
-    detail = f"CSV import of {file.name if source is file else 'stdin'} by {_operator()}"
-    with open_session() as session:
-        try:
-            report = subs.import_csv(session, source, consent_detail=detail, dry_run=dry_run)
-        except subs.SubscriptionError as exc:
-            raise click.ClickException(f"{file}: {exc}") from exc
-    if as_json:
-        echo_json(report.as_dict())
-    else:
-        for warning in report.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        verb = "would import" if dry_run else "imported"
-        click.echo(
-            f"{verb} {report.imported} of {report.rows} rows "
-            f"({report.topics} topic{'' if report.topics == 1 else 's'}); "
-            f"{report.bad} bad row{'' if report.bad == 1 else 's'}"
-        )
-        for error in report.errors:
-            click.echo(str(error))
-    if report.bad and not report.imported:
-        raise SystemExit(1)
-
-
-@group.command("export")
-@click.option("--json", "as_json", is_flag=True, help="Full records as JSON (labels, consent).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to this file instead of standard output.",
-)
-@click.option(
-    "--status",
-    type=click.Choice(STATUS_CHOICES),
-    multiple=True,
-    help="Only these statuses (repeatable; default: active and paused).",
-)
-@click.option("--all", "all_", is_flag=True, help="Every status, unsubscribed included.")
-def export(as_json: bool, output: Path | None, status: tuple[str, ...], all_: bool) -> None:
-    """Export subscribers as CSV that `digest subscribers import` reads back.
-
-    The columns are those `digest subscribers import` reads (see its --help):
-    email, topics, timezone, frequency, weekday, hour, max, status, labels. A
-    paused subscriber imports back paused, topics and labels come back as they
-    were. By default only active and paused subscribers are exported: importing
-    marks everyone confirmed, so rows of any other status (with --status or --all)
-    are refused on import. --json has the full records, consent included.
-
-    Example: digest subscribers export -o readers.csv
-    """
-    statuses = list(SubscriberStatus) if all_ else (status or None)
-    with open_session() as session:
-        if output is None:
-            out = sys.stdout
-            _write_export(session, out, as_json, statuses)
-            return
-        try:
-            with output.open("w", encoding="utf-8", newline="") as out:
-                count = _write_export(session, out, as_json, statuses)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
-        click.echo(f"exported {count} subscriber{'' if count == 1 else 's'} to {output}")
-
-
-def _write_export(session: Session, out: Any, as_json: bool, statuses: Any) -> int:
-    if as_json:
-        return subs.export_json(session, out, statuses=statuses)
-    return subs.export_csv(session, out, statuses=statuses)
-
+group.add_command(subscriber_files.import_)
+group.add_command(subscriber_files.export)
 
 commands = [group]

@@ -79,9 +79,17 @@ def _subscriber(session: Session, email: str) -> Subscriber:
 @group.command("add", cls=QueryCommand)
 @click.argument("email")
 @click.argument("query")
-@click.option("--label", help="A name for the topic in emails (default: the query).")
+@click.option(
+    "--label",
+    help="A name for the topic in emails (default: the query in plain words, e.g. "
+    "'cs.CR jailbreak' for 'cat:cs.CR AND jailbreak').",
+)
 def add(email: str, query: str, label: str | None) -> None:
     """Save a topic for a subscriber.
+
+    A topic that can never match here (cat:cs.ZZ is not an arXiv category,
+    source:TAG that no feed has, like:ID of a paper not stored) is saved with a
+    warning on stderr.
 
     Example: digest topics add ada@example.org '"machine unlearning" OR title:forgetting' --label Unlearning
 
@@ -91,6 +99,8 @@ def add(email: str, query: str, label: str | None) -> None:
         subscriber = _subscriber(session, email)
         topic = subs.add_topic(session, subscriber, " ".join(query.split()), label)
         click.echo(f'added topic {topic.id} "{topic.label}" for {subscriber.email}')
+        for warning in subs.TopicChecker(session).warnings(topic.query):
+            click.echo(f"warning: {warning}", err=True)
 
 
 @group.command("list")
@@ -147,16 +157,20 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
     Example: digest topics test 'jailbreak attacks on LLMs -survey' --days 30
 
     It also says how many papers mention the words only in passing (once in
-    the abstract), which a topic leaves out unless a word is quoted.
+    the abstract), which a topic leaves out unless a word is quoted, and warns
+    (on stderr) about parts that can never match here: cat:cs.ZZ, a source: tag
+    no feed has, like: a paper not stored.
     """
     text = subs.validate_query(" ".join(query.split()))
     with open_session() as session:
+        warnings = list(subs.TopicChecker(session).warnings(text))
         result = Backtest(session, days).run(text, limit, label=subs.default_label(text))
         matched = result.best
         if as_json:
             echo_json(
                 {
                     "query": text,
+                    "warnings": warnings,
                     "days": days,
                     "papers_considered": result.papers_considered,
                     "matched": result.matched,
@@ -179,6 +193,8 @@ def test(query: str, days: int, limit: int, as_json: bool) -> None:
                 }
             )
             return
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         total = result.matched
         click.echo(
             f"{total} of {result.papers_considered} papers first seen in the last {days} days match"
