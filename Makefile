@@ -37,4 +37,4 @@ clean:
 		-name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .venv-semantic *.egg-info
+	rm -rf $(VENV) .venv-semantic *.egg-info tests/browser-tools/node_modules

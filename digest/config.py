@@ -116,6 +116,12 @@ class Settings:
     bounce_score_threshold: float = 5.0
     bounce_stale_days: int = 7
     allow_insecure_links: bool = False  # send over SMTP with a localhost / http base URL
+    # Seconds between beat's sends of queued transactional emails (confirm, welcome, new
+    # link) when a broker is configured; without one they go out at once, in-process.
+    notify_interval_seconds: int = 10
+    # Reverse proxies in front of the web app whose X-Forwarded-For/-Proto to believe:
+    # the client address is what rate limits and consent records use.
+    trusted_proxies: int = 0
 
     @property
     def uses_broker(self) -> bool:
@@ -254,10 +260,12 @@ class Settings:
             )
         if (v := get("DIGEST_ALLOW_INSECURE_LINKS")) is not None:
             values["allow_insecure_links"] = _bool("DIGEST_ALLOW_INSECURE_LINKS", v)
-        for name in ("PLAN_INTERVAL_SECONDS", "SWEEP_INTERVAL_SECONDS"):
+        for name in ("PLAN_INTERVAL_SECONDS", "SWEEP_INTERVAL_SECONDS", "NOTIFY_INTERVAL_SECONDS"):
             if v := get(f"DIGEST_{name}"):
                 values[name.lower()] = int(_number(f"DIGEST_{name}", v, int, 1))
         _inbound_settings(get, values)
+        if v := get("DIGEST_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = int(_number("DIGEST_TRUSTED_PROXIES", v, int, 0))
         if values.get("dkim_key_file") and not values.get("dkim_selector"):
             raise ConfigError("DIGEST_DKIM_SELECTOR: required when DIGEST_DKIM_KEY_FILE is set")
         return cls(**values)  # type: ignore[arg-type]

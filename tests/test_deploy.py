@@ -789,7 +789,9 @@ def test_package_built_from_the_docker_context_runs_the_compose_commands(
         for module in source_dir.glob("*.py"):
             assert (built / module.name).is_file(), f"{module.relative_to(context)} not shipped"
     for template in (context / "templates").rglob("*"):
-        if template.is_file() and template.suffix in (".html", ".css", ".mjml", ".txt"):
+        if template.is_file() and template.suffix in (
+            ".html", ".css", ".mjml", ".txt", ".js", ".svg"
+        ):  # fmt: skip
             rel = template.relative_to(context / "templates")
             assert (lib / "digest" / "templates" / rel).is_file(), f"template {rel} not shipped"
 
@@ -837,12 +839,12 @@ def test_package_built_from_the_docker_context_runs_the_compose_commands(
                 (
                     "from gunicorn.util import import_app; from werkzeug.test import Client\n"
                     f"client = Client(import_app({spec!r}))\n"
-                    "for path in ('/', '/static/digest.css'):\n"
+                    "for path in ('/', '/static/digest.css', '/static/tz.js'):\n"
                     "    r = client.get(path); assert r.status_code == 200, (path, r.status)\n"
                     "print(client.get('/').get_data(as_text=True))"
                 ),
             )
-            assert "<h1>Paper Digest</h1>" in out
+            assert "<h1>Get trending papers in your email inbox!</h1>" in out
         else:
             raise AssertionError(argv)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from email import message_from_bytes
+from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,9 @@ def cli_settings(db_url: str) -> Settings:
     return Settings(database_url=db_url, secret_key=TEST_SECRET)
 
 
-def test_add_pending_prints_the_confirmation_link(run, cli_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_add_pending_sends_the_confirmation_email(  # type: ignore[no-untyped-def]
+    run, cli_settings: Settings, tmp_path: Path
+) -> None:
     result = run(
         "add", "Ada@Example.org", "--topic", '"machine unlearning"', "--topic", "author:bengio",
         "--tz", "Europe/London", "--hour", "8", "--max", "10",
@@ -39,13 +43,46 @@ def test_add_pending_prints_the_confirmation_link(run, cli_settings: Settings) -
     assert lines[0] == (
         "added Ada@example.org (pending), daily at 08:00 Europe/London, 2 topics, up to 10 papers"
     )
-    assert "a confirmation email is needed" in lines[1]
+    assert lines[1] == (
+        f"pending: confirmation email sent to Ada@example.org through the outbox "
+        f"({tmp_path / 'outbox'}). Nothing is sent until they confirm."
+    )
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    message = message_from_bytes(eml.read_bytes(), policy=default_policy)
+    assert message["To"] == "Ada@example.org"
+    assert message["Subject"] == "Confirm your subscription to Paper Digest"
+    body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     prefix = "https://digest.example.org/confirm/"
-    assert lines[2].startswith(prefix)
+    link = next(w for w in body.split() if w.startswith(prefix))
     with session_scope(cli_settings) as session:
-        sub = subs.confirm(session, lines[2].removeprefix(prefix), settings=cli_settings)
+        sub = subs.confirm(session, link.removeprefix(prefix), settings=cli_settings)
         assert sub.email_key == "ada@example.org" and sub.status is SubscriberStatus.ACTIVE
         assert sub.consent_source == "cli" and "digest subscribers add" in sub.consent_detail
+
+
+def test_add_pending_with_no_email_prints_the_link(  # type: ignore[no-untyped-def]
+    run, cli_settings: Settings, tmp_path: Path
+) -> None:
+    result = run("add", "bob@example.org", "--no-email")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "no email sent (--no-email)" in lines[1]
+    prefix = "https://digest.example.org/confirm/"
+    assert lines[2].startswith(prefix)
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+    with session_scope(cli_settings) as session:
+        sub = subs.confirm(session, lines[2].removeprefix(prefix), settings=cli_settings)
+        assert sub.status is SubscriberStatus.ACTIVE
+
+
+def test_add_pending_with_a_broker_queues_the_email_for_the_workers(  # type: ignore[no-untyped-def]
+    db_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(db_url, tmp_path, DIGEST_BROKER_URL="redis://127.0.0.1:1/0")
+    result = noun_runner("subscribers", env)("add", "carol@example.org")
+    assert result.exit_code == 0, result.output
+    assert "confirmation email to carol@example.org queued; the workers send it" in result.stdout
+    assert not list((tmp_path / "outbox").glob("*.eml"))
 
 
 def test_add_confirmed_weekly(run) -> None:  # type: ignore[no-untyped-def]
@@ -108,7 +145,7 @@ def test_add_an_unsubscribed_address_needs_fresh_consent(run, cli_settings: Sett
         "subscribed again Ann@example.org (pending), daily at 07:00 Europe/Paris, "
         "2 topics, up to 20 papers"
     )
-    assert lines[3].startswith("https://digest.example.org/confirm/")
+    assert lines[2].startswith("pending: confirmation email sent to Ann@example.org")
     record = json.loads(run("show", "ann@example.org", "--json").stdout)
     assert record["status"] == "pending" and record["consent"]["source"] == "cli"
     assert f"unsubscribed at {left}" in record["consent"]["detail"]

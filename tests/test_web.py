@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -113,11 +114,16 @@ def test_index_page_says_what_this_is(settings: Settings) -> None:
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
-    assert "<h1>Paper Digest</h1>" in page
-    assert "research papers" in page
+    assert "<h1>Get trending papers in your email inbox!</h1>" in page
+    assert "arXiv" in page and "Hugging Face" in page
+    assert '<form method="post" action="/subscribe" novalidate>' in page
+    assert 'name="email"' in page and 'name="topics"' in page
     assert '<link rel="stylesheet" href="/static/digest.css">' in page
-    assert "<script" not in page and "style=" not in page  # the CSP would block both
+    # The CSP would block inline script and style: every script is a file of ours.
+    assert re.findall(r"<script[^>]*>", page) == ['<script src="/static/tz.js" defer>']
+    assert "style=" not in page and "<style" not in page
     assert_security_headers(response.headers)
+    assert client.get("/static/tz.js").status_code == 200
 
     css = client.get("/static/digest.css")
     assert css.status_code == 200
@@ -164,9 +170,10 @@ def gunicorn_env(tmp_path: Path, **digest: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
-    """gunicorn serving digest.web:create_app() on a free port; yields its base URL."""
-    port = free_port()
+def gunicorn(tmp_path: Path, env: dict[str, str], port: int | None = None) -> Iterator[str]:
+    """gunicorn serving digest.web:create_app() on ``port`` (default: a free one); yields
+    its base URL."""
+    port = port or free_port()
     log = (tmp_path / "gunicorn.log").open("w")
     process = subprocess.Popen(
         [
@@ -194,7 +201,9 @@ def gunicorn(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
             try:
                 urllib.request.urlopen(base + "/", timeout=5).close()
                 break
-            except (urllib.error.URLError, ConnectionError):
+            # TimeoutError: gunicorn listens before its worker has imported the app, so
+            # on a loaded machine the first request can wait out a short timeout.
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
                 time.sleep(0.1)
         yield base
@@ -234,7 +243,7 @@ def test_gunicorn_serves_healthz(db_url: str, tmp_path: Path, broker: str) -> No
         assert report["status"] == "degraded"
         assert report["broker"].startswith("error: ")
     assert index_status == 200
-    assert b"<h1>Paper Digest</h1>" in page
+    assert b"<h1>Get trending papers in your email inbox!</h1>" in page
     assert_security_headers(index_headers)
 
 
@@ -270,9 +279,50 @@ def test_chromium_renders_the_index_page(tmp_path: Path, sqlite_template: Path) 
     env = gunicorn_env(tmp_path, database_url=f"sqlite:///{database}")
     with gunicorn(tmp_path, env) as base:
         dom = dump_dom(base + "/", tmp_path)
-    assert "<title>Paper Digest</title>" in dom
-    assert "<h1>Paper Digest</h1>" in dom
-    assert "research papers" in dom
+    assert "<title>Paper Digest: trending papers in your inbox</title>" in dom
+    assert "<h1>Get trending papers in your email inbox!</h1>" in dom
     # The browser fetched the stylesheet: the Content-Security-Policy let our own file in.
     access_log = (tmp_path / "gunicorn.log").read_text()
     assert '"GET /static/digest.css HTTP/1.1" 200' in access_log, access_log
+
+
+@pytest.mark.integration
+def test_digest_web_serves_the_app_for_development(tmp_path: Path) -> None:
+    """`digest web` on a fresh directory: the SQLite file is made, the pages are served."""
+    port = free_port()
+    env = gunicorn_env(tmp_path, database_url=f"sqlite:///{tmp_path / 'fresh.db'}")
+    log = (tmp_path / "web.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("digest")),
+            "web",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "web.log").read_text()
+            try:
+                status, _, body = fetch(base + "/healthz")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.monotonic() < deadline, (tmp_path / "web.log").read_text()
+                time.sleep(0.2)
+        assert status == 200 and json.loads(body)["database"] == "ok"
+        index_status, headers, page = fetch(base + "/")
+        assert index_status == 200 and b"Get trending papers" in page
+        assert_security_headers(headers)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert f"serving Paper Digest on http://127.0.0.1:{port}/" in (tmp_path / "web.log").read_text()

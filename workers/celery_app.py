@@ -43,6 +43,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         },
         "plan": {"task": "digest.plan", "schedule": float(settings.plan_interval_seconds)},
         "sweep": {"task": "digest.sweep", "schedule": float(settings.sweep_interval_seconds)},
+        # Confirmation, welcome and new-link emails the web queued: sent within seconds.
+        "notify": {"task": "digest.notify", "schedule": float(settings.notify_interval_seconds)},
     }
 
 

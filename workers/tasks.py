@@ -47,6 +47,12 @@ def send_batch(ids: list[int], at: str | None = None) -> dict[str, int]:
     return pipeline.send_batch(get_settings(), ids, _when(at)).by_status
 
 
+@app.task(name="digest.notify", **RETRY)
+def notify() -> dict[str, int]:
+    """Send the transactional emails the web queued (confirm, welcome, new link)."""
+    return pipeline.notify.send_pending(get_settings())
+
+
 @app.task(name="digest.run", ignore_result=False)
 def run(at: str | None = None, fetch: bool = True) -> list[int]:
     """`digest run` with a broker: ingest, plan, enqueue; returns the digests it covers."""

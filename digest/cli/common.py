@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.store import db
+from digest.store.models import Subscriber
+from digest.subscriptions.lifecycle import get_subscriber
+from digest.subscriptions.validate import weekday_name
 
 #: A database row id: click's plain int would let 10**30 through to the driver.
 ROW_ID = click.IntRange(min=1, max=2**63 - 1)
@@ -110,3 +113,19 @@ def _cell(value: Any) -> str:
         return str(value.value)
     text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber:
+    """The subscriber with this address, or the command's one-line error."""
+    subscriber = get_subscriber(session, email)
+    if subscriber is None:
+        raise click.ClickException(f"no subscriber with the address {email.strip()}")
+    return subscriber
+
+
+def schedule_line(subscriber: Subscriber) -> str:
+    """``daily at 07:00 Europe/London`` or ``weekly on mon at 07:00 UTC``."""
+    when = f"{subscriber.send_hour:02d}:00 {subscriber.timezone}"
+    if subscriber.frequency.value == "weekly":
+        return f"weekly on {weekday_name(subscriber.weekday)} at {when}"
+    return f"daily at {when}"

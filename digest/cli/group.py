@@ -26,6 +26,7 @@ from digest.cli.commands import (
     stats,
     subscribers,
     topics,
+    web,
 )
 from digest.cli.commands import db as db_commands
 from digest.config import Settings
@@ -90,6 +91,7 @@ for module in (
     bounces,
     inbound,
     demo,
+    web,
 ):
     for command in module.commands:
         cli.add_command(command)

@@ -67,8 +67,19 @@ def clean_address(address: str) -> str:
 
 
 def email_key(email: str) -> str:
-    """The lower-cased address: one subscription (and one suppression) per mailbox."""
-    return (email or "").strip().lower()
+    """The lower-cased address: one subscription (and one suppression) per mailbox.
+
+    A non-ASCII domain is keyed by its IDNA (punycode) form, the form mail goes out
+    with, so ``ada@bücher.example`` and ``ada@xn--bcher-kva.example`` are one mailbox.
+    """
+    text = (email or "").strip().lower()
+    local, at, domain = text.rpartition("@")
+    if at and not domain.isascii():
+        try:
+            return f"{local}@{domain.encode('idna').decode('ascii')}"
+        except UnicodeError:
+            return text
+    return text
 
 
 __all__ = ["clean_address", "clean_domain", "email_key", "split_from"]

@@ -32,7 +32,7 @@ from digest.core.addresses import email_key
 from digest.core.clock import utcnow
 from digest.inbound import actions, addresses, bounces, commands, complaints, record, replies
 from digest.inbound import mail as mailmod
-from digest.pipeline.notify import Reply, send_reply
+from digest.pipeline.replies import Reply, send_reply
 from digest.store import db
 from digest.store.models import InboundMessage, InboundStatus, SubscriberStatus
 from digest.subscriptions.mailtokens import (

@@ -1,11 +1,13 @@
 """The daily run as idempotent functions over the ledger: ``plan`` the due digests,
 ``lease`` them to workers (claim, renew, sweep), ``compose`` each through the one
-builder, ``send`` a batch, ``run`` the whole day in-process; ``stats`` reports on it.
+builder, ``send`` a batch, ``run`` the whole day in-process; ``stats`` reports on it;
+``notify`` queues and sends the short transactional emails.
 
 Nothing here knows about Celery: ``workers/`` calls these functions, one per task,
 and so does ``digest run`` in-process.
 """
 
+from digest.pipeline import notify
 from digest.pipeline.compose import ComposedDigest, DigestBuilder, DigestSpec, Window
 from digest.pipeline.lease import SETTLED, claim, renew_lease, sweep, worker_id
 from digest.pipeline.plan import plan
@@ -36,6 +38,7 @@ __all__ = [
     "embed_new_papers",
     "ingest_feeds",
     "next_digests",
+    "notify",
     "period_progress",
     "plan",
     "renew_lease",

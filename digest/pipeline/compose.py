@@ -36,6 +36,7 @@ from digest.deliver import BuiltMessage, build_message
 from digest.match import semantic, steer
 from digest.render import HTML_BUDGET, RenderedEmail
 from digest.store.models import Digest, Frequency, Paper, Subscriber
+from digest.subscriptions.links import stop_url, view_url
 from digest.subscriptions.mailtokens import reply_address, unsubscribe_address, verp_address
 from digest.subscriptions.tokens import manage_url, unsubscribe_url
 from digest.subscriptions.validate import shown_label
@@ -142,8 +143,12 @@ class DigestBuilder:
         session: Session,
         now: datetime,
         specs: dict[Hashable, DigestSpec],
+        max_papers: int | None = None,
     ) -> None:
         self.settings = settings
+        # The browser view raises every reader's maximum: it shows what the email had no
+        # room for, the papers past the reader's limit included.
+        self.max_papers = max_papers
         self.session = session
         self.now = now
         # Links are stamped with the digest's moment, but never with a future one (a
@@ -196,7 +201,10 @@ class DigestBuilder:
             self.matched.update(
                 steer.match_many_steered(
                     index,
-                    ((key, topic_specs(s), s.max_papers, self._steer(s)) for key, s in readers),
+                    (
+                        (key, topic_specs(s), self.max_papers or s.max_papers, self._steer(s))
+                        for key, s in readers
+                    ),
                 )
             )
             for key, subscriber in readers:
@@ -259,6 +267,10 @@ class DigestBuilder:
             papers_arrived=composed.arrived,
             weekly=subscriber.frequency is Frequency.WEEKLY,
             beyond_limit=composed.beyond_limit,
+            web_url=view_url(
+                self.settings, subscriber, spec.due_at, session=self.session, now=issued
+            ),
+            stop_url=stop_url(self.settings, subscriber, session=self.session, now=issued),
         )
         rendered = render.render_digest(context, html_budget=html_budget)
         if subject_prefix:

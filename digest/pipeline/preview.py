@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest import match as matching
@@ -131,19 +131,13 @@ def send_test_email(
     return _sample_email(settings, session, address, now, key)
 
 
-def _sample_email(
-    settings: Settings, session: Session, address: str, now: datetime, key: Hashable
-) -> SampleDigest:
-    stored = list(
-        session.scalars(
-            select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc()).limit(5)
-        )
-    )
+def _sample_matched(papers: list[Paper], label: str, reason: str) -> list[matching.MatchedPaper]:
+    """Stored papers as a digest's matches, or the built-in samples when there are none."""
     matched: list[matching.MatchedPaper] = []
-    for paper in stored:
-        hit = matching.TopicHit(None, "Sample: newest papers", 0.0, [], "a test email")
+    for paper in papers:
+        hit = matching.TopicHit(None, label, 0.0, [], reason)
         matched.append(matching.MatchedPaper(paper, 0.0, [hit]))
-    if not stored:
+    if not papers:
         for i, (title, abstract, categories, terms) in enumerate(SAMPLE_PAPERS):
             sample: Any = SimpleNamespace(
                 id=-1 - i,
@@ -160,9 +154,15 @@ def _sample_email(
                 None, "Sample topic", 0.0, terms, f'abstract matches "{terms[0]}"'
             )
             matched.append(matching.MatchedPaper(sample, 0.0, [hit]))
+    return matched
+
+
+def _sample_context(
+    settings: Settings, address: str, now: datetime, matched: list[matching.MatchedPaper]
+) -> render.DigestContext:
     # Not a subscriber: there is nobody a manage or unsubscribe link could name.
     home = settings.base_url.rstrip("/") + "/"
-    context = render.DigestContext(
+    return render.DigestContext(
         settings=settings,
         email=address,
         timezone="UTC",
@@ -173,7 +173,19 @@ def _sample_email(
         unsubscribe_url=home,
         papers_arrived=len(matched),
     )
-    rendered = render.render_digest(context)
+
+
+def _sample_email(
+    settings: Settings, session: Session, address: str, now: datetime, key: Hashable
+) -> SampleDigest:
+    stored = list(
+        session.scalars(
+            select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc()).limit(5)
+        )
+    )
+    matched = _sample_matched(stored, "Sample: newest papers", "a test email")
+    home = settings.base_url.rstrip("/") + "/"
+    rendered = render.render_digest(_sample_context(settings, address, now, matched))
     rendered = render.RenderedEmail("[test] " + rendered.subject, rendered.html, rendered.text)
     message = build_message(
         settings,
@@ -186,4 +198,47 @@ def _sample_email(
     return SampleDigest(message, rendered, "sample papers")
 
 
-__all__ = ["SAMPLE_PAPERS", "Preview", "SampleDigest", "preview", "send_test_email"]
+#: Papers the front page's sample digest shows.
+SAMPLE_SIZE = 6
+
+
+def sample_digest(
+    settings: Settings,
+    session: Session,
+    now: datetime | None = None,
+    address: str = "you@example.org",
+) -> render.RenderedEmail:
+    """What a digest looks like, for the front page: the most upvoted of the newest
+    day's papers (a reader without topics gets those), or built-in samples."""
+    now = now or utcnow()
+    newest = session.scalar(select(func.max(Paper.first_seen_at)))
+    stored: list[Paper] = []
+    if newest is not None:
+        stored = list(
+            session.scalars(
+                select(Paper)
+                .where(Paper.first_seen_at > newest - timedelta(days=1))
+                .order_by(
+                    func.coalesce(Paper.upvotes, -1).desc(),
+                    Paper.first_seen_at.desc(),
+                    Paper.id.desc(),
+                )
+                .limit(SAMPLE_SIZE)
+            )
+        )
+    if any(p.upvotes for p in stored):
+        label, reason = "Trending today", "one of the day's most upvoted papers"
+    else:
+        label, reason = "New today", "one of the newest papers"
+    matched = _sample_matched(stored, label, reason)
+    return render.render_digest(_sample_context(settings, address, now, matched))
+
+
+__all__ = [
+    "SAMPLE_PAPERS",
+    "Preview",
+    "SampleDigest",
+    "preview",
+    "sample_digest",
+    "send_test_email",
+]

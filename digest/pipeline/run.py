@@ -7,7 +7,7 @@ functions, one per task.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -19,6 +19,7 @@ from digest.core.clock import utcnow
 from digest.deliver import require_safe_links
 from digest.match import semantic
 from digest.pipeline.lease import sweep
+from digest.pipeline.notify import send_pending
 from digest.pipeline.plan import plan
 from digest.pipeline.send import send_batch
 from digest.pipeline.upcoming import Upcoming, upcoming
@@ -55,6 +56,8 @@ class RunSummary:
     planned: int
     by_status: dict[str, int]
     upcoming: Upcoming | None = None  # when the next digests fall due, after this run
+    #: Transactional emails sent (or retried) by this run, by outcome.
+    notifications: dict[str, int] = field(default_factory=dict)
 
 
 def run_once(settings: Settings, now: datetime | None = None, fetch: bool = True) -> RunSummary:
@@ -73,9 +76,12 @@ def run_once(settings: Settings, now: datetime | None = None, fetch: bool = True
     for batch in batches(due, settings.batch_size):
         for status, n in send_batch(settings, batch, now).by_status.items():
             totals[status] = totals.get(status, 0) + n
+    # Confirmations and welcomes that could not go out from the web (a mail server that
+    # was down) are retried by every run; with a broker beat does it every few seconds.
+    notified = send_pending(settings, max(now, utcnow()))
     with db.session_scope(settings) as session:
         after = upcoming(session, now)
-    return RunSummary(outcomes, len(planned), totals, after)
+    return RunSummary(outcomes, len(planned), totals, after, notified)
 
 
 def next_digests(settings: Settings, now: datetime | None = None) -> Upcoming:

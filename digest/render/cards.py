@@ -136,12 +136,15 @@ class Card:
     #: The card's number in the email (1, 2, …, in reading order), which a reply names:
     #: "more 3". Set by the digest view once the cards are laid out.
     number: int = 0
+    topic_id: int | None = None  # the best topic's id (its group's stop link)
 
 
 @dataclass
 class Group:
     label: str
     cards: list[Card] = field(default_factory=list)
+    #: The reader's topic this group shows (for its "stop this topic" link), if one.
+    topic_id: int | None = None
 
 
 def _attr(obj: Any, name: str, default: Any = None) -> Any:
@@ -213,6 +216,7 @@ def make_card(matched: MatchedPaper) -> Card:
         reason=clean_text(getattr(matched, "reason", None) or (best.reason if best else ""), 200),
         label=clean_text(best.label, 80) if best else "",
         paper_id=paper_id if isinstance(paper_id := _attr(paper, "id"), int) else None,
+        topic_id=best.topic_id if best is not None and isinstance(best.topic_id, int) else None,
     )
 
 
@@ -252,7 +256,10 @@ def group_papers(papers: Sequence[MatchedPaper], topic_labels: Sequence[str]) ->
     for matched in unique_papers(papers):
         card = make_card(matched)
         label = card.label or OTHER_PAPERS
-        groups.setdefault(label, Group(label)).cards.append(card)
+        group = groups.setdefault(label, Group(label))
+        if not group.cards:
+            group.topic_id = card.topic_id
+        group.cards.append(card)
     return [g for g in groups.values() if g.cards]
 
 

@@ -44,6 +44,8 @@ class DigestContext:
     papers_arrived: int | None = None  # new papers in the window (for the quiet-day note)
     near_misses: Sequence[MatchedPaper] = ()  # shown on a quiet day, if given
     web_url: str | None = None
+    #: The base of the per-topic stop links (``<stop_url>/<topic id>``), if any.
+    stop_url: str | None = None
     weekly: bool = False
     beyond_limit: int = 0  # papers that matched but fell beyond the reader's maximum
 
@@ -120,6 +122,7 @@ def digest_view(
         "manage_url": safe_url(ctx.manage_url),
         "unsubscribe_url": safe_url(ctx.unsubscribe_url),
         "web_url": safe_url(ctx.web_url),
+        "stop_url": safe_url(ctx.stop_url),
     }
 
 
@@ -164,7 +167,7 @@ def render_digest(ctx: DigestContext, html_budget: int | None = HTML_BUDGET) -> 
 
 
 def render_simple(kind: str, settings: Settings, email: str, **values: Any) -> RenderedEmail:
-    """A short transactional email: ``confirm``, ``welcome`` or ``unsubscribed``.
+    """A short transactional email: ``confirm``, ``welcome``, ``link`` or ``unsubscribed``.
 
     ``values`` are the kind's links and topics, e.g. ``confirm_url``, ``manage_url``,
     ``unsubscribe_url``, ``subscribe_url``, ``topics``; URLs pass through
@@ -180,6 +183,7 @@ def render_simple(kind: str, settings: Settings, email: str, **values: Any) -> R
         "unsubscribe_url": "",
         "subscribe_url": "",
         "frequency": "daily",
+        "status": "",
     }
     for key, value in values.items():
         if key.endswith("_url"):

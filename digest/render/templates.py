@@ -25,7 +25,7 @@ from digest.core.caches import memoize
 from digest.core.text import clean_text, safe_url
 from digest.render.cards import highlight, wrap
 
-SIMPLE_KINDS = ("confirm", "welcome", "unsubscribed")
+SIMPLE_KINDS = ("confirm", "welcome", "link", "unsubscribed")
 #: Every kind with a template folder: the digest, the simple ones, and the answer to mail
 #: received (digest.render.replies).
 KINDS = ("digest", *SIMPLE_KINDS, "reply")

@@ -187,6 +187,10 @@ class Subscriber(Base):
     consent_detail: Mapped[str | None] = mapped_column(Text)
     # Bumped to invalidate every signed link sent so far (e.g. after re-subscribing).
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    # When the web forms last mailed this address a link a stranger could have asked for
+    # (a confirmation, a new manage link): claimed with one conditional UPDATE, so two
+    # submissions at once can never both send (pipeline.notify, subscriptions.signup).
+    notified_at: Mapped[datetime | None]
 
     topics: Mapped[list[Topic]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", order_by="Topic.id"
@@ -401,6 +405,70 @@ class ReaderSignal(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ConsentAction(enum.StrEnum):
+    SIGNUP = "signup"  # the subscribe form was sent with this address
+    CONFIRM = "confirm"  # the confirmation link's button was pressed: the consent itself
+    RESUBSCRIBE = "resubscribe"  # asked to come back after unsubscribing
+
+
+class Consent(Base):
+    """One consent event: who agreed to what, when, from where, on which wording."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[ConsentAction] = mapped_column(_enum(ConsentAction, "consent_action"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(20))  # web | email | cli | import
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    # The version of the words the reader saw next to the button (web.wording).
+    wording: Mapped[str | None] = mapped_column(String(40))
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"  # committed with the form, not sent yet
+    SENDING = "sending"  # claimed until due_at
+    RETRY = "retry"  # transient failure, due again at due_at
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure, or too many attempts
+    SKIPPED = "skipped"  # suppressed address, or the email no longer makes sense
+
+
+class Notification(Base):
+    """One transactional email (confirm, welcome, new link): the queue and its record.
+
+    Written in the transaction of the form that asked for it, so an email is sent if and
+    only if what it announces was committed; sent at once in-process, or by beat's
+    ``digest.notify`` task when a broker is configured.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # confirm | welcome | link
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(String(320))
+    status: Mapped[NotificationStatus] = mapped_column(
+        _enum(NotificationStatus, "notification_status"), default=NotificationStatus.PENDING
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When it is next worth looking at: created, a retry time, or a claim's end.
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+
+    subscriber: Mapped[Subscriber] = relationship()
+
+
 class AppMeta(Base):
     """Small installation-wide values (e.g. a generated signing key)."""
 
@@ -414,6 +482,8 @@ __all__ = [
     "AppMeta",
     "Base",
     "Bounce",
+    "Consent",
+    "ConsentAction",
     "Digest",
     "DigestResend",
     "DigestStatus",
@@ -422,6 +492,8 @@ __all__ = [
     "Frequency",
     "InboundMessage",
     "InboundStatus",
+    "Notification",
+    "NotificationStatus",
     "Paper",
     "ReaderSignal",
     "Subscriber",

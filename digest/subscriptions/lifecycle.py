@@ -63,6 +63,7 @@ def add_subscriber(
     consent_ip: str | None = None,
     consent_detail: str | None = None,
     now: datetime | None = None,
+    allow_erased: bool = False,
 ) -> Subscriber:
     """Validate everything, then add one subscriber and its topics (flushed, not committed).
 
@@ -84,7 +85,7 @@ def add_subscriber(
     existing = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
     if existing is not None:
         raise SubscriptionError(_exists_message(existing))
-    _refuse_suppressed(session, key, address)
+    _refuse_suppressed(session, key, address, allow_erased)
     now = now or utcnow()
     subscriber = Subscriber(
         email=address,
@@ -137,12 +138,23 @@ def _unsuppress_hint(address: str) -> str:
     )
 
 
-def _refuse_suppressed(session: Session, key: str, address: str) -> None:
+def _refuse_suppressed(
+    session: Session, key: str, address: str, allow_erased: bool = False
+) -> None:
     # Delivery skips a suppressed address, so subscribing it would look fine and send nothing.
-    if suppression.is_suppressed(session, key):
+    # An erased reader coming back through the web's double opt-in is the one exception
+    # (``allow_erased``): their confirmation lifts the fingerprint (subscriptions.signup).
+    if not suppression.is_suppressed(session, key, erased=not allow_erased):
+        return
+    if suppression.is_erased(session, key) and not suppression.is_suppressed(
+        session, key, erased=False
+    ):
         raise SubscriptionError(
-            f"{address} is on the suppression list: {_unsuppress_hint(address)}"
+            f"{address} was erased at the reader's request: only they can subscribe it "
+            "again, on the web page (or lift it with "
+            f"`digest subscribers unsuppress {address}` if they asked you)"
         )
+    raise SubscriptionError(f"{address} is on the suppression list: {_unsuppress_hint(address)}")
 
 
 def get_subscriber(session: Session, email: str) -> Subscriber | None:
@@ -331,6 +343,7 @@ def resubscribe(
     hour: int | None = None,
     max_papers: int | None = None,
     now: datetime | None = None,
+    allow_erased: bool = False,
 ) -> Subscriber:
     """unsubscribed → pending (or active), for someone who left and gave consent again.
 
@@ -346,7 +359,7 @@ def resubscribe(
     """
     if subscriber.status is not SubscriberStatus.UNSUBSCRIBED:
         raise SubscriptionError(_exists_message(subscriber))
-    _refuse_suppressed(session, subscriber.email_key, subscriber.email)
+    _refuse_suppressed(session, subscriber.email_key, subscriber.email, allow_erased)
     validate_consent_source(consent_source)
     changes = _setting_changes(timezone, frequency, weekday, hour, max_papers)
     kept = {topic_key(t.query) for t in subscriber.topics}

@@ -28,9 +28,11 @@ from digest.store.db import session_scope
 from digest.store.dialect import insert_ignore
 from digest.store.models import AppMeta, Subscriber
 
-PURPOSES = ("confirm", "manage", "unsubscribe")
+# "stop": remove one topic (the link under each topic of a digest); "view": read one's
+# digests in the browser. Their URLs and ages are subscriptions.links.
+PURPOSES = ("confirm", "manage", "unsubscribe", "stop", "view")
 #: A confirmation link older than this is refused (the reader asks for a new one).
-CONFIRM_MAX_AGE = timedelta(days=7)
+CONFIRM_MAX_AGE = timedelta(hours=72)
 SECRET_KEY_META = "secret_key"
 # Links are printed in emails years later: allow a little clock skew, not the future.
 _CLOCK_SKEW = 300

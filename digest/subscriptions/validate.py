@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import cast
 from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.core.addresses import email_key
 from digest.core.caches import memoize
 from digest.errors import InvalidEmail, QueryError, SubscriptionError
 from digest.match import query as query_language
@@ -28,6 +31,8 @@ MAX_QUERY_LENGTH = 1000
 MAX_LABEL_LENGTH = 200
 DEFAULT_LABEL_LENGTH = 60
 MAX_PAPERS_LIMIT = 100
+#: RFC 5321's limit on a path, less the angle brackets: no longer address can be mailed.
+MAX_EMAIL_LENGTH = 254
 
 
 def normalise_email(text: str) -> tuple[str, str]:
@@ -41,13 +46,24 @@ def normalise_email(text: str) -> tuple[str, str]:
     address = (text or "").strip()
     if not address:
         raise InvalidEmail(address, "it is empty.")
+    if "\r" in address or "\n" in address:
+        # Said plainly: a line break in an address is how header injection is tried.
+        raise InvalidEmail(address, "it contains a line break; an address is one line.")
+    if len(address) > MAX_EMAIL_LENGTH:
+        # Checked before the parser sees it: a form field can be megabytes long.
+        raise InvalidEmail(
+            address[:40] + "…",
+            f"it is {len(address)} characters long; an address has at most {MAX_EMAIL_LENGTH}.",
+        )
     try:
         # No SMTPUTF8: most relays refuse a non-ASCII mailbox name, and we could never
-        # deliver to it. Non-ASCII domains are fine (they go out as punycode).
+        # deliver to it. Non-ASCII domains are fine: kept in their IDNA (punycode) form,
+        # the form mail goes out with, so one mailbox has one spelling.
         result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(address, str(exc)) from None
-    return result.normalized, result.normalized.lower()
+    normalised = result.ascii_email or result.normalized
+    return normalised, email_key(normalised)
 
 
 #: The only zones that are not a place: a reader who wants no daylight saving at all.
@@ -269,3 +285,146 @@ def dedupe_topics(queries: Iterable[str]) -> list[str]:
     for query in queries:
         first.setdefault(topic_key(query), query)
     return list(first.values())
+
+
+# --- whole forms ---------------------------------------------------------------------------
+
+
+class FormError(SubscriptionError):
+    """Every bad field of one form at once, ``field -> sentences``, for a page to show
+    next to each field (the CLI shows ``str()``: every sentence, one per line)."""
+
+    def __init__(self, errors: Mapping[str, list[str]]) -> None:
+        self.errors = {name: list(messages) for name, messages in errors.items() if messages}
+        super().__init__("; ".join(m for messages in self.errors.values() for m in messages))
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    """A subscribe form that passed every check: what to store, normalised."""
+
+    email: str
+    email_key: str
+    topics: list[str]
+    frequency: Frequency
+    weekday: int
+    hour: int
+    timezone: str
+    max_papers: int = 20
+
+
+def _sentence(message: str) -> str:
+    message = message.strip()
+    return (message[:1].upper() + message[1:]).rstrip(".") + "."
+
+
+def _echo(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _query_reason(query: str) -> str | None:
+    """Why the query language refuses ``query`` (already normalised), or None."""
+    if len(query) > MAX_QUERY_LENGTH:
+        return f"it is {len(query)} characters long; a topic has at most {MAX_QUERY_LENGTH}"
+    try:
+        query_language.parse(query)
+    except QueryError as exc:
+        return str(exc)
+    return None
+
+
+def validate_topic_lines(text: str) -> list[str]:
+    """The topics of a textarea, one query per line (blank lines ignored, repeats merged).
+
+    Every bad line is reported, each with its number, the query as stored (so the
+    parser's column points into what is shown) and the parser's message, in one
+    :class:`FormError` on the ``topics`` field.
+    """
+    queries: list[str] = []
+    problems: list[str] = []
+    for number, line in enumerate((text or "").splitlines(), 1):
+        query = normalise_query(line)
+        if not query:
+            continue
+        reason = _query_reason(query)
+        if reason is None:
+            queries.append(query)
+        else:
+            problems.append(f"Line {number} (“{_echo(query)}”): {reason}.")
+    unique = dedupe_topics(queries)
+    if len(unique) > MAX_TOPICS:
+        problems.insert(
+            0,
+            f"{len(unique)} topics: the limit is {MAX_TOPICS}; "
+            f"remove {len(unique) - MAX_TOPICS} of them.",
+        )
+    if problems:
+        raise FormError({"topics": problems})
+    return unique
+
+
+def validate_signup(
+    *,
+    email: str,
+    topics: str,
+    frequency: str,
+    weekday: str,
+    hour: str,
+    timezone: str,
+    max_papers: str | None = None,
+) -> SignupRequest:
+    """Check every field of a subscribe form; :class:`FormError` names each bad one."""
+    errors: dict[str, list[str]] = {}
+    values: dict[str, object] = {}
+
+    def check(name: str, fn: object, *args: object) -> None:
+        try:
+            values[name] = fn(*args)  # type: ignore[operator]
+        except FormError as exc:
+            errors.update(exc.errors)
+        except InvalidEmail as exc:
+            errors[name] = [_sentence(exc.reason)]
+        except SubscriptionError as exc:
+            errors[name] = [_sentence(str(exc))]
+
+    check("email", normalise_email, email)
+    check("topics", validate_topic_lines, topics)
+    check("frequency", validate_frequency, frequency)
+    check("weekday", parse_weekday, weekday)
+    check("hour", validate_hour, hour)
+    check("timezone", validate_timezone, timezone)
+    check("max_papers", validate_max_papers, "20" if max_papers is None else max_papers)
+    if errors:
+        raise FormError(errors)
+    address, key = cast(tuple[str, str], values["email"])
+    return SignupRequest(
+        email=address,
+        email_key=key,
+        topics=values["topics"],  # type: ignore[arg-type]
+        frequency=values["frequency"],  # type: ignore[arg-type]
+        weekday=values["weekday"],  # type: ignore[arg-type]
+        hour=values["hour"],  # type: ignore[arg-type]
+        timezone=values["timezone"],  # type: ignore[arg-type]
+        max_papers=values["max_papers"],  # type: ignore[arg-type]
+    )
+
+
+#: The areas of the IANA database proper; "US/Eastern", "Brazil/East" and the like are
+#: old aliases, still accepted when typed but not offered.
+_AREAS = (
+    "Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe",
+    "Indian", "Pacific",
+)  # fmt: skip
+
+
+@memoize(maxsize=1)
+def timezone_choices() -> dict[str, list[str]]:
+    """The zones a form offers, by area (``Europe`` -> names, sorted), UTC first: every
+    one is accepted by :func:`validate_timezone`."""
+    names, _, _, _ = _zones()
+    areas: dict[str, list[str]] = {"UTC": ["UTC"]}
+    for name in sorted(names):
+        area = name.split("/", 1)[0]
+        if area in _AREAS:
+            areas.setdefault(area, []).append(name)
+    return areas

@@ -3,53 +3,56 @@
 Nothing is read from the environment at import: :func:`create_app` takes the
 settings (or reads them when called), so tests and servers build as many apps
 as they like. Nothing connects at start-up either: a missing database shows in
-``/healthz`` instead of a crash loop.
+``/healthz`` instead of a crash loop, and the session key is read on first use.
 
-Pages live one module per kind (``site``, ``confirm``, ``manage``,
-``unsubscribe``); their templates are in ``templates/web/``, shipped inside the
-wheel as ``digest.templates`` and found through the import system, never
-through a path relative to the checkout.
+Pages live one module per kind: ``subscribe`` (``/`` and ``POST /subscribe``),
+``newlink`` (``/link``), ``confirm``, ``manage`` and ``mydata`` (download, delete),
+``unsubscribe`` (and per-topic stop), ``view`` (a digest in the browser), ``site``
+(``/healthz``); their templates are in ``templates/web/``, shipped inside the wheel as
+``digest.templates`` and found through the import system, never through a path
+relative to the checkout. What keeps the forms safe is :mod:`digest.web.security`.
 """
 
 from __future__ import annotations
 
 from importlib.resources import files
 
-from flask import Blueprint, Flask, Response
+from flask import Blueprint, Flask
 from jinja2 import ChoiceLoader, PackageLoader
 
 from digest import __version__
 from digest.config import Settings
-from digest.web import confirm, manage, unsubscribe  # noqa: F401 - they add their routes
-from digest.web.pages import subscription
+from digest.web import (  # noqa: F401 - they add their routes
+    confirm,
+    errors,
+    manage,
+    mydata,
+    newlink,
+    subscribe,
+    unsubscribe,
+    view,
+)
+from digest.web.pages import front, subscription
+from digest.web.security import (
+    SECURITY_HEADERS,
+    configure_csrf,
+    configure_limits,
+    configure_sessions,
+    security_headers,
+    trust_proxies,
+)
 from digest.web.site import site
 
 TEMPLATE_PACKAGE = "digest.templates"
 
-#: Sent with every response; a blueprint may set its own value first.
-SECURITY_HEADERS = {
-    # No inline script or style anywhere: the stylesheet is a file under /static.
-    "Content-Security-Policy": (
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    # Unsubscribe and confirmation links carry tokens: never leak them to other sites.
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-
 
 def blueprints() -> list[Blueprint]:
-    """Every blueprint the app serves; a new page kind adds its module's here."""
-    return [site, subscription]
+    """Every blueprint the app serves; a new page kind adds its module's routes to one."""
+    return [site, front, subscription]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the web app for ``settings`` (default: read from the environment).
-
-    Nothing connects at start-up: a missing database shows in ``/healthz``
-    instead of a crash loop.
-    """
+    """Build the web app for ``settings`` (default: read from the environment)."""
     settings = settings or Settings.from_env()
     web_templates = files(TEMPLATE_PACKAGE) / "web"
     app = Flask(
@@ -59,17 +62,23 @@ def create_app(settings: Settings | None = None) -> Flask:
         template_folder=None,
     )
     app.jinja_loader = ChoiceLoader([PackageLoader(TEMPLATE_PACKAGE, "web")])
-    if settings.secret_key:
-        app.config["SECRET_KEY"] = settings.secret_key
     app.extensions["digest.settings"] = settings
+    configure_sessions(app, settings)
+    trust_proxies(app, settings)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
-    app.after_request(_security_headers)
-    app.context_processor(lambda: {"version": __version__})
+    configure_csrf(app)
+    configure_limits(app, settings)
+    errors.register(app)
+    app.after_request(security_headers)
+    app.context_processor(
+        lambda: {
+            "version": __version__,
+            "brand": settings.brand,
+            "postal_address": settings.postal_address,
+        }
+    )
     return app
 
 
-def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+__all__ = ["SECURITY_HEADERS", "create_app"]

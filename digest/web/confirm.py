@@ -1,4 +1,9 @@
-"""Confirm a subscription (double opt-in): GET shows a button, POST activates."""
+"""Confirm a subscription (double opt-in): GET shows a button, POST activates.
+
+The POST is the reader's consent: it is recorded (time, IP, user agent, the version of
+the words next to the button) and the welcome email, with the manage link, is queued
+in the same transaction and sent after the commit.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,19 @@ import logging
 from flask import Response, url_for
 from sqlalchemy.orm import Session
 
-from digest import subscriptions
-from digest.config import Settings
 from digest.errors import TokenError
-from digest.pipeline.notify import SimpleEmail, send_simple
+from digest.pipeline import notify
 from digest.store import db
 from digest.store.models import Subscriber, SubscriberStatus
-from digest.subscriptions.mailtokens import unsubscribe_address
+from digest.subscriptions.signup import confirm_subscription
+from digest.subscriptions.validate import shown_label
+from digest.web import wording
 from digest.web.pages import (
     app_settings,
+    consent_context,
+    deliver,
     load_for_confirm,
+    manage_path,
     message_page,
     render_page,
     subscription,
@@ -44,17 +52,17 @@ def confirm_page(token: str) -> Response:
             "confirm.html",
             done=False,
             email=subscriber.email,
-            topics=[subscriptions.shown_label(t.label, t.query) for t in subscriber.topics],
+            topics=[shown_label(t.label, t.query) for t in subscriber.topics],
             schedule=describe_schedule(subscriber),
+            consent_text=wording.CONSENT_TEXT,
             action=url_for("subscription.confirm_post", token=token),
         )
 
 
 @subscription.post("/confirm/<token>")
 def confirm_post(token: str) -> Response:
-    settings = app_settings()
-    welcome: SimpleEmail | None = None
-    with db.session_scope(settings) as session:
+    ids: list[int] = []
+    with db.session_scope(app_settings()) as session:
         try:
             subscriber = load_for_confirm(session, token, lock=True)
         except TokenError as exc:
@@ -62,18 +70,14 @@ def confirm_post(token: str) -> Response:
         refused = _cannot_confirm(subscriber)
         if refused is not None:
             return refused
-        was_pending = subscriber.status is SubscriberStatus.PENDING
-        if was_pending:
-            try:
-                subscriber = subscriptions.confirm(session, token, settings=settings)
-            except TokenError as exc:  # links rotated between our read and confirm's
-                return token_error(exc, "confirm")
-            welcome = _welcome(settings, session, subscriber)
-        response = _confirmed(session, subscriber, already=not was_pending)
-    # Only after the commit: a welcome email for a confirmation that rolled back
-    # would be a lie, and a slow mail server must not hold the transaction open.
-    if welcome is not None:
-        _send_welcome(settings, welcome)
+        changed = confirm_subscription(session, subscriber, consent_context())
+        if changed:
+            ids.append(notify.queue(session, "welcome", subscriber).id)
+            log.info("subscriber %s confirmed on the web", subscriber.id)
+        response = _confirmed(session, subscriber, already=not changed)
+    # Only after the commit: a welcome email for a confirmation that rolled back would
+    # be a lie, and a slow mail server must not hold the transaction open.
+    deliver(ids)
     return response
 
 
@@ -84,14 +88,16 @@ def _cannot_confirm(subscriber: Subscriber) -> Response | None:
             "This address has unsubscribed",
             f"{subscriber.email} unsubscribed after this confirmation link was sent, "
             "so the link cannot subscribe it again.",
-            "To get digests again, sign up again; you will get a new confirmation email.",
+            "To get digests again, subscribe again on the front page: you will get a new "
+            "confirmation email.",
             status=409,
+            links_=[("Subscribe again", url_for("front.index") + "#subscribe")],
         )
     if subscriber.status is SubscriberStatus.BOUNCED:
         return message_page(
             "We cannot deliver to this address",
             f"Mail to {subscriber.email} failed permanently, so the subscription is stopped.",
-            "If the address works again, sign up again to get a new confirmation email.",
+            "If the address works again, reply to one of our emails to let us know.",
             status=409,
         )
     return None
@@ -99,7 +105,6 @@ def _cannot_confirm(subscriber: Subscriber) -> Response | None:
 
 def _confirmed(session: Session, subscriber: Subscriber, *, already: bool) -> Response:
     paused = subscriber.status is SubscriberStatus.PAUSED
-    manage_token = subscriptions.make_token(app_settings(), subscriber, "manage", session=session)
     return render_page(
         "confirm.html",
         done=True,
@@ -108,32 +113,8 @@ def _confirmed(session: Session, subscriber: Subscriber, *, already: bool) -> Re
         paused=paused,
         schedule=describe_schedule(subscriber),
         first=None if paused else describe_next(subscriber),
-        manage_url=url_for("subscription.manage_page", token=manage_token),
+        manage_url=manage_path(session, subscriber),
     )
 
 
-def _welcome(settings: Settings, session: Session, subscriber: Subscriber) -> SimpleEmail:
-    """The welcome email, read while the session is open (it is sent after the commit)."""
-    return SimpleEmail(
-        kind="welcome",
-        to=subscriber.email,
-        message_key=f"welcome-{subscriber.id}-{subscriber.token_version}",
-        unsubscribe_url=subscriptions.unsubscribe_url(settings, subscriber, session=session),
-        # With mail in, the List-Unsubscribe mailto unsubscribes this reader (RFC 8058 §5).
-        unsubscribe_mailto=(
-            unsubscribe_address(settings, session, subscriber) if settings.inbound else None
-        ),
-        values={
-            "frequency": subscriber.frequency.value,
-            "topics": [subscriptions.shown_label(t.label, t.query) for t in subscriber.topics],
-            "manage_url": subscriptions.manage_url(settings, subscriber, session=session),
-        },
-    )
-
-
-def _send_welcome(settings: Settings, email: SimpleEmail) -> None:
-    try:
-        send_simple(settings, email)
-    except Exception:
-        # The reader is confirmed either way; a lost welcome is logged, never shown.
-        log.exception("welcome email (%s) failed", email.message_key)
+__all__ = ["confirm_page", "confirm_post"]

@@ -1,4 +1,7 @@
-"""The site's own pages: ``/`` (what this server is) and ``/healthz`` (for probes)."""
+"""The site's own endpoints: ``/healthz`` (for probes) and ``/robots.txt``.
+
+The front page (``/``, the subscribe form) is :mod:`digest.web.subscribe`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import logging
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, jsonify, make_response
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import text
@@ -23,9 +26,12 @@ BROKER_TIMEOUT = 2.0
 site = Blueprint("site", __name__)
 
 
-@site.get("/")
-def index() -> str:
-    return render_template("index.html")
+@site.get("/robots.txt")
+def robots() -> Response:
+    # Every page but the front one is behind a personal link: keep crawlers on "/".
+    response = make_response("User-agent: *\nAllow: /$\nDisallow: /\n", 200)
+    response.mimetype = "text/plain"
+    return response
 
 
 @site.get("/healthz")

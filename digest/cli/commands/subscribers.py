@@ -8,36 +8,24 @@ import click
 from sqlalchemy.orm import Session
 
 from digest import subscriptions as subs
-from digest.cli.commands import subscriber_files
+from digest.cli.commands import subscriber_files, subscriber_show
 from digest.cli.common import (
     echo_json,
     echo_table,
+    find_subscriber,
     get_settings,
     open_session,
     operator_name,
+    schedule_line,
 )
+from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.core.schedule import next_send
-from digest.pipeline.stats import suppression_cause
+from digest.pipeline import notify
 from digest.store import suppression
-from digest.store.bounces import recent_bounces
-from digest.store.models import Subscriber, SubscriberStatus
+from digest.store.models import NotificationStatus, Subscriber, SubscriberStatus
 
 STATUS_CHOICES = [s.value for s in SubscriberStatus]
-
-
-def _find(session: Session, email: str) -> Subscriber:
-    subscriber = subs.get_subscriber(session, email)
-    if subscriber is None:
-        raise click.ClickException(f"no subscriber with the address {email.strip()}")
-    return subscriber
-
-
-def _schedule(subscriber: Subscriber) -> str:
-    when = f"{subscriber.send_hour:02d}:00 {subscriber.timezone}"
-    if subscriber.frequency.value == "weekly":
-        return f"weekly on {subs.weekday_name(subscriber.weekday)} at {when}"
-    return f"daily at {when}"
 
 
 @click.group("subscribers")
@@ -72,6 +60,11 @@ def group() -> None:
 )
 @click.option("--hour", type=int, show_default="7", help="Local send hour, 0-23.")
 @click.option("--max", "max_papers", type=int, show_default="20", help="Papers per digest.")
+@click.option(
+    "--no-email",
+    is_flag=True,
+    help="Do not send the confirmation email: print its link instead.",
+)
 def add(
     email: str,
     topics: tuple[str, ...],
@@ -81,12 +74,15 @@ def add(
     weekday: str | None,
     hour: int | None,
     max_papers: int | None,
+    no_email: bool,
 ) -> None:
     """Add a subscriber.
 
-    Without --confirmed the subscriber is pending: they receive nothing until they
-    open the confirmation link printed here (double opt-in). With no --topic they
-    get the day's trending Hugging Face papers.
+    Without --confirmed the subscriber is pending and gets the confirmation email
+    (through the configured transport: the outbox, SMTP, or the workers when a broker
+    is set); they receive nothing until they press its button (double opt-in). With
+    --no-email nothing is sent and the confirmation link is printed instead. With no
+    --topic they get the day's trending Hugging Face papers.
 
     An address that unsubscribed can be subscribed again only with their fresh
     consent: without --confirmed it becomes pending and needs the new confirmation
@@ -145,16 +141,53 @@ def add(
             verb = "added"
         count = len(subscriber.topics)
         click.echo(
-            f"{verb} {subscriber.email} ({subscriber.status.value}), {_schedule(subscriber)}, "
+            f"{verb} {subscriber.email} ({subscriber.status.value}), {schedule_line(subscriber)}, "
             f"{count} topic{'' if count == 1 else 's'}, up to {subscriber.max_papers} papers"
         )
         warn_about_topics(session, subscriber)
-        if not confirmed:
+        queued: list[int] = []
+        address = subscriber.email
+        if not confirmed and no_email:
             click.echo(
-                "pending: a confirmation email is needed before any digest is sent. "
-                "Confirmation link:"
+                "pending: a confirmation is needed before any digest is sent; no email sent "
+                "(--no-email). Confirmation link:"
             )
             click.echo(subs.confirm_url(settings, subscriber, session=session))
+        elif not confirmed:
+            subscriber.notified_at = utcnow()
+            queued.append(notify.queue(session, "confirm", subscriber).id)
+    if queued:
+        _report_confirmation(settings, address, notify.deliver(settings, queued))
+
+
+def _report_confirmation(
+    settings: Settings, address: str, outcome: dict[int, NotificationStatus]
+) -> None:
+    """Say what became of the confirmation email (it is committed, so it is never lost)."""
+    where = "SMTP" if settings.uses_smtp else f"the outbox ({settings.outbox})"
+    if not outcome:
+        click.echo(
+            f"pending: confirmation email to {address} queued; the workers send it within "
+            f"{settings.notify_interval_seconds} s. Nothing is sent until they confirm."
+        )
+        return
+    (status,) = outcome.values()
+    if status is NotificationStatus.SENT:
+        click.echo(
+            f"pending: confirmation email sent to {address} through {where}. "
+            "Nothing is sent until they confirm."
+        )
+    elif status is NotificationStatus.RETRY:
+        click.echo(
+            f"pending: the confirmation email to {address} could not be sent yet through "
+            f"{where}; `digest run` retries it. Nothing is sent until they confirm."
+        )
+    else:
+        click.echo(
+            f"pending: the confirmation email to {address} was not sent ({status.value}); "
+            "check the mail setup with `digest send-test`, or add them again with "
+            "--no-email to get the link to pass on."
+        )
 
 
 def warn_about_topics(session: Session, subscriber: Subscriber) -> None:
@@ -205,122 +238,11 @@ def list_(status: tuple[str, ...], as_json: bool) -> None:
             return
         echo_table(
             ["email", "status", "schedule", "max", "topics", "since"],
-            [(s.email, s.status, _schedule(s), s.max_papers, n, s.created_at) for s, n in rows],
+            [(s.email, s.status, schedule_line(s), s.max_papers, n, s.created_at) for s, n in rows],
             empty="no subscribers"
             + (f" with status {', '.join(status)}" if status else "")
             + ": add one with `digest subscribers add EMAIL`",
         )
-
-
-@group.command("show")
-@click.argument("email")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def show(email: str, as_json: bool) -> None:
-    """Show one subscriber: status, settings, topics, consent record, last digests,
-    bounces and complaints, and why the address is suppressed if it is.
-
-    Example: digest subscribers show ada@example.org
-    """
-    with open_session() as session:
-        subscriber = _find(session, email)
-        record = subs.subscriber_record(subscriber)
-        digests = subs.recent_digests(session, subscriber)
-        record["digests"] = [
-            {
-                "period": d.period,
-                "status": d.status.value,
-                "planned_at": d.planned_at,
-                "sent_at": d.sent_at,
-                "papers": len(d.paper_ids or []),
-                "attempts": d.attempts,
-                "error": d.error,
-            }
-            for d in digests
-        ]
-        suppressed = suppression.get_suppression(session, subscriber.email)
-        record["suppression"] = suppressed and {
-            "cause": suppression_cause(suppressed.reason),
-            "reason": suppressed.reason,
-            "smtp_code": suppressed.smtp_code,
-            "at": suppressed.created_at,
-        }
-        bounces = recent_bounces(session, subscriber.email, limit=10)
-        record["bounces"] = [
-            {
-                "at": b.received_at,
-                "kind": b.kind,
-                "status": b.status,
-                "digest_id": b.digest_id,
-                "points": b.points,
-                "suppressed": b.suppressed,
-                "diagnostic": b.diagnostic,
-            }
-            for b in bounces
-        ]
-        if as_json:
-            echo_json(record)
-            return
-        _print_record(record, subscriber)
-
-
-def _print_record(record: dict[str, Any], subscriber: Subscriber) -> None:
-    consent = record["consent"]
-    lines = [
-        ("email", record["email"]),
-        ("status", record["status"]),
-        ("schedule", _schedule(subscriber)),
-        ("max papers", record["max"]),
-        ("created", record["created_at"]),
-        ("confirmed", record["confirmed_at"]),
-        ("unsubscribed", record["unsubscribed_at"]),
-        ("consent", f"{consent['source']} at {_when(consent['at'])}"),
-        ("consent from", consent["ip"]),
-        ("consent detail", consent["detail"]),
-    ]
-    if record["suppression"]:
-        found = record["suppression"]
-        lines.append(("suppressed", f"{found['cause']}: {found['reason']}"))
-    for name, value in lines:
-        if value is not None:
-            click.echo(f"{name + ':':<16}{_when(value)}")
-    click.echo("")
-    if record["topics"]:
-        echo_table(
-            ["topic", "label", "query"],
-            [(t["id"], t["label"], t["query"]) for t in record["topics"]],
-        )
-    else:
-        click.echo("topics: none (gets the day's trending papers)")
-    if record["bounces"]:
-        click.echo("")
-        echo_table(
-            ["bounce", "kind", "status", "digest", "points", "suppressed", "diagnostic"],
-            [
-                (
-                    b["at"],
-                    b["kind"],
-                    b["status"],
-                    b["digest_id"],
-                    f"{b['points']:g}",
-                    "yes" if b["suppressed"] else "",
-                    b["diagnostic"],
-                )
-                for b in record["bounces"]
-            ],
-        )
-    click.echo("")
-    echo_table(
-        ["digest", "status", "sent", "papers", "error"],
-        [
-            (d["period"], d["status"], d["sent_at"], d["papers"], d["error"])
-            for d in record["digests"]
-        ],
-        empty="no digests yet",
-    )
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
 
 
 class LabelAssignment(click.ParamType):
@@ -393,7 +315,7 @@ def set_(
         )
     frequency = None if daily is None else ("daily" if daily else "weekly")
     with open_session() as session:
-        subscriber = _find(session, email)
+        subscriber = find_subscriber(session, email)
         changed = subs.change_subscriber(
             session,
             subscriber,
@@ -422,7 +344,7 @@ def set_(
             if subscriber.status is SubscriberStatus.ACTIVE
             else f"no digest while {subscriber.status.value}"
         )
-        click.echo(f"now {_schedule(subscriber)}, up to {subscriber.max_papers} papers; {when}")
+        click.echo(f"now {schedule_line(subscriber)}, up to {subscriber.max_papers} papers; {when}")
         if weekday is not None and subscriber.frequency.value == "daily":
             click.echo("(the weekday only matters once the subscriber is weekly)")
 
@@ -463,7 +385,7 @@ def resume(email: str) -> None:
 
 def _transition(email: str, action: Any, done: str, already: str) -> None:
     with open_session() as session:
-        subscriber = _find(session, email)
+        subscriber = find_subscriber(session, email)
         changed = action(session, subscriber)
         click.echo(f"{subscriber.email} {done if changed else already}")
 
@@ -506,7 +428,7 @@ def remove(email: str, yes: bool, keep_record: bool) -> None:
     Example: digest subscribers remove ada@example.org --yes
     """
     with open_session() as session:
-        subscriber = _find(session, email)
+        subscriber = find_subscriber(session, email)
         address = subscriber.email
         if keep_record:
             changed = subs.unsubscribe(session, subscriber)
@@ -522,6 +444,7 @@ def remove(email: str, yes: bool, keep_record: bool) -> None:
         click.echo(f"removed {address}")
 
 
+group.add_command(subscriber_show.show)
 group.add_command(subscriber_files.import_)
 group.add_command(subscriber_files.export)
 
