@@ -51,6 +51,11 @@ def ada(settings: Settings, session: Session) -> tuple[Subscriber, str]:
     return sub, path
 
 
+def week_indexed(settings: Settings) -> None:
+    """Wait for the counts' index: a loaded machine may take longer than a page waits."""
+    wait_until(lambda: counts.WEEK.get(settings, wait=1) is not None, 120, "the week's index")
+
+
 def counts_in(page: str) -> list[int]:
     return [int(n) for n in re.findall(r"Would have matched <strong>(\d+)</strong>", page)]
 
@@ -62,6 +67,7 @@ def test_each_topic_shows_what_it_would_have_matched_in_seven_days(
     settings: Settings, session: Session, ada: tuple[Subscriber, str]
 ) -> None:
     _, path = ada
+    week_indexed(settings)
     page = text(Visitor(settings).get(path))
     expected = [Backtest(session, 7).count(q) for q in ("language model", "reasoning")]
     assert counts_in(page) == expected and all(expected)
@@ -117,6 +123,7 @@ def test_add_edit_and_remove_topics_in_one_form(
         ("language model -survey", "LLMs"),
         ("agent", "Agents"),
     ]
+    week_indexed(settings)
     page = text(web.get(response.headers["Location"]))
     assert "Your topics are saved." in page
     assert len(counts_in(page)) == 2
