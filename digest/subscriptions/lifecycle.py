@@ -28,7 +28,14 @@ from digest.config import Settings, get_settings
 from digest.core.clock import utcnow
 from digest.errors import SubscriptionError
 from digest.store import suppression
-from digest.store.models import Digest, Frequency, Subscriber, SubscriberStatus, Topic
+from digest.store.models import (
+    Digest,
+    Frequency,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+    new_link_secret,
+)
 from digest.subscriptions.tokens import CONFIRM_MAX_AGE, read_token
 from digest.subscriptions.validate import (
     MAX_TOPICS,
@@ -103,6 +110,7 @@ def add_subscriber(
         consent_ip=consent_ip,
         consent_detail=consent_detail,
         token_version=0,
+        link_secret=new_link_secret(),
     )
     subscriber.topics = [Topic(label=default_label(q), query=q, created_at=now) for q in queries]
     session.add(subscriber)
