@@ -29,7 +29,7 @@ from digest.errors import AddressError
 from digest.inbound import addresses
 from digest.store import db
 from digest.store.models import AppMeta, Digest, Subscriber, SubscriberStatus, Topic
-from digest.subscriptions import links, mailtokens, tokens
+from digest.subscriptions import links, mailtokens, privacy, tokens
 
 CARL = "carl@example.org"
 DAVE = "dave@example.org"
@@ -323,3 +323,32 @@ def test_the_upgrade_keeps_every_row_and_gives_each_a_secret(db_at_0004: str) ->
         again = subs.add_subscriber(s, "again@example.org")
         s.flush()
         assert again.id > fresh.id  # the id of the one just deleted is not handed out again
+
+
+def test_erasure_does_not_free_the_id(settings: Settings, session: Session) -> None:
+    subs.add_subscriber(session, "ada@example.org", confirmed=True)
+    carl = subs.add_subscriber(session, CARL, confirmed=True)
+    carl_id = carl.id
+    leave = subs.make_token(settings, carl, "unsubscribe", session=session)
+    privacy.erase(session, carl)
+    session.commit()
+    dave = subs.add_subscriber(session, DAVE, confirmed=True)
+    session.commit()
+    assert dave.id != carl_id
+    with pytest.raises(subs.TokenError):
+        subs.read_token(settings, leave, "unsubscribe", session=session)
+
+
+def test_a_stop_link_for_a_removed_topic_never_removes_a_later_one(
+    settings: Settings, session: Session
+) -> None:
+    ada = subs.add_subscriber(session, "ada@example.org", topics=["diffusion", "jailbreak"])
+    gone = ada.topics[-1].id  # the highest topic id
+    stop = path_of(settings, links.topic_stop_url(settings, ada, gone, session=session))
+    subs.remove_topic(session, ada, gone)
+    later = subs.add_topic(session, ada, "unlearning")
+    session.commit()
+    assert later.id != gone
+    web = Visitor(settings)
+    assert "already gone" in page_text(web.post(stop))
+    assert _status(settings, "ada@example.org")[1] == ["diffusion", "unlearning"]

@@ -212,6 +212,9 @@ class Subscriber(Base):
 
 class Topic(Base):
     __tablename__ = "topics"
+    # AUTOINCREMENT: a digest's "stop this topic" link names the topic by id; a removed
+    # topic's id handed to the reader's next topic would make the old link remove it.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(

@@ -9,8 +9,9 @@ Create Date: 2026-12-02 03:00:00
   ``subscriptions.mailtokens``). An old link whose id now names somebody else (a
   deleted row's id handed out again, a database restored from a backup) no longer
   verifies. Each existing row gets its own random value here.
-- SQLite: ``subscribers`` is recreated with AUTOINCREMENT (all rows, ids, indexes and
-  the foreign keys pointing at it are kept), so a deleted subscriber's id is never
+- SQLite: ``subscribers`` and ``topics`` are recreated with AUTOINCREMENT (all rows,
+  ids, indexes and the foreign keys pointing at them are kept), so a deleted
+  subscriber's id, or a removed topic's (named by "stop this topic" links), is never
   handed out again. PostgreSQL sequences never hand an id out twice already.
 - ``app_meta.links_bound_at``: when this ran (epoch seconds). An unsubscribe link
   issued before then carries the old MAC; it keeps working for the row it was issued
@@ -70,6 +71,13 @@ def upgrade() -> None:
             table_kwargs={"sqlite_autoincrement": True},
         ) as batch_op:
             batch_op.alter_column("link_secret", existing_type=sa.String(length=64), nullable=False)
+        with op.batch_alter_table(
+            "topics",
+            schema=None,
+            recreate="always",
+            table_kwargs={"sqlite_autoincrement": True},
+        ):
+            pass  # nothing changes but the table's AUTOINCREMENT
     else:
         op.alter_column(
             "subscribers", "link_secret", existing_type=sa.String(length=64), nullable=False
