@@ -41,6 +41,7 @@ from digest.subscriptions.cells import (
     HEADER_HINT,
     IMPORT_STATUSES,
     parse_topics,
+    restore,
 )
 from digest.subscriptions.checks import import_warnings
 from digest.subscriptions.updater import Stored, apply_updates
@@ -316,6 +317,7 @@ def import_csv(
             email_at = names.index("email")
             continue
         report.rows += 1
+        row = [restore(cell) for cell in row]  # undo export's formula neutralising
         email = row[email_at].strip() if len(row) > email_at else ""
         if len(row) > len(names):
             report.errors.append(
