@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.config import Settings, get_settings
+from digest.core.addresses import email_key
 from digest.core.clock import utcnow
 from digest.errors import SubscriptionError
 from digest.store import suppression
@@ -169,8 +170,8 @@ def get_subscriber(session: Session, email: str) -> Subscriber | None:
     """The subscriber for this address however it is typed, or None."""
     try:
         _, key = normalise_email(email)
-    except SubscriptionError:
-        key = (email or "").strip().lower()
+    except SubscriptionError:  # an address stored before today's rules still has a row
+        key = email_key(email)
     return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
 
 

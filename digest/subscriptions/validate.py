@@ -16,7 +16,7 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.core.addresses import email_key
+from digest.core.addresses import email_key, strip_root_dot
 from digest.core.caches import memoize
 from digest.errors import InvalidEmail, QueryError, SubscriptionError
 from digest.match import query as query_language
@@ -43,7 +43,9 @@ def normalise_email(text: str) -> tuple[str, str]:
     case-insensitive everywhere in practice, and two subscriptions for
     ``Ann@x.org`` and ``ann@x.org`` would send two digests to one inbox.
     """
-    address = (text or "").strip()
+    # ``ada@example.org.`` is ada@example.org written with the DNS root: one mailbox,
+    # one spelling (else the same person could hold two subscriptions).
+    address = strip_root_dot(text)
     if not address:
         raise InvalidEmail(address, "it is empty.")
     if "\r" in address or "\n" in address:
@@ -59,7 +61,11 @@ def normalise_email(text: str) -> tuple[str, str]:
         # No SMTPUTF8: most relays refuse a non-ASCII mailbox name, and we could never
         # deliver to it. Non-ASCII domains are fine: kept in their IDNA (punycode) form,
         # the form mail goes out with, so one mailbox has one spelling.
-        result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+        # strict: a local part over 64 octets (RFC 5321 §4.5.3.1.1) is refused, not mailed
+        # to bounce; the whole address is held to 254 octets in its ASCII form either way.
+        result = validate_email(
+            address, check_deliverability=False, allow_smtputf8=False, strict=True
+        )
     except EmailNotValidError as exc:
         raise InvalidEmail(address, str(exc)) from None
     normalised = result.ascii_email or result.normalized
