@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from digest.core.addresses import email_key, strip_root_dot
 from digest.core.caches import memoize
+from digest.core.text import clean_text
 from digest.errors import InvalidEmail, QueryError, SubscriptionError
 from digest.match import query as query_language
 from digest.match.describe import readable
@@ -214,8 +215,12 @@ def normalise_query(text: str) -> str:
 
     A run of whitespace never means more than one space in the query language, so every
     path that stores a topic goes through this, and two topics differing only in spacing are one topic.
+    It is cleaned by the one sanitiser (:func:`~digest.core.text.clean_text`): a
+    bidirectional override or zero-width character in a query could make it read as
+    something else on the manage page, and could never match paper text, which ingest
+    cleans the same way.
     """
-    return " ".join((text or "").split())
+    return clean_text(text)
 
 
 def topic_key(query: str) -> str:
@@ -244,8 +249,10 @@ def validate_query(text: str) -> str:
 
 
 def validate_label(label: str | None, query: str) -> str:
-    """The label to store for ``query``: ``label`` with its whitespace collapsed, or the default."""
-    name = " ".join((label or "").split()) or default_label(query)
+    """The label to store for ``query``: ``label`` cleaned by the one sanitiser (bidi
+    overrides, zero-width and control characters gone, whitespace collapsed), or the
+    default."""
+    name = clean_text(label) or default_label(query)
     if len(name) > MAX_LABEL_LENGTH:
         raise SubscriptionError(
             f"the topic label is {len(name)} characters long; the limit is {MAX_LABEL_LENGTH}"
