@@ -174,10 +174,9 @@ def read_token(
         ).first()
         # A missing row and a forged or foreign link fail alike: the MAC is only
         # checkable against the row's own secret.
-        secret = row[1] if row is not None else secrets.token_urlsafe(32)
         given = match.group(4)
         if row is None or not (
-            hmac.compare_digest(_mac(key, purpose, body, secret), given)
+            hmac.compare_digest(_mac(key, purpose, body, row[1]), given)
             or _legacy_unsubscribe(s, key, purpose, body, given, row[2])
         ):
             raise TokenError(_NOT_THEIRS)
