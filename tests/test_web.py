@@ -74,31 +74,63 @@ def test_healthz_degraded_when_broker_is_down(db_url: str, tmp_path: Path) -> No
     settings = make_settings(db_url, tmp_path, broker_url=closed_port_url("redis"))
     response = client_for(settings).get("/healthz")
     assert response.status_code == 503
-    body = response.get_json()
-    assert body["status"] == "degraded"
-    assert body["database"] == "ok"
-    assert body["broker"].startswith("error: ConnectionError")
+    assert response.get_json() == {"database": "ok", "broker": "not ok", "status": "degraded"}
 
 
-def test_healthz_degraded_when_database_is_unreachable(tmp_path: Path) -> None:
+HEALTH_TOKEN = "health-token-0123456789"
+
+
+def test_healthz_says_only_not_ok_in_public_and_why_in_the_log_and_to_the_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review saw `connection to server at "127.0.0.1", port 1 failed…` in the
+    public answer: host, port, user and paths are for the operator only."""
     missing_dir = tmp_path / "no" / "such" / "dir" / "digest.db"
     postgres_down = closed_port_url("postgresql+psycopg").rsplit("/", 1)[0] + "/digest"
     for url in (f"sqlite:///{missing_dir}", postgres_down):
-        response = client_for(make_settings(url, tmp_path)).get("/healthz")
-        assert response.status_code == 503, url
-        body = response.get_json()
+        settings = make_settings(url, tmp_path, health_token=HEALTH_TOKEN)
+        client = client_for(settings)
+        caplog.clear()
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token-0123456789"},
+            {"Authorization": HEALTH_TOKEN},
+        ):
+            response = client.get("/healthz", headers=headers)
+            assert response.status_code == 503, url
+            assert response.get_json() == {
+                "database": "not ok",
+                "broker": "not configured",
+                "status": "degraded",
+            }
+            body = response.get_data(as_text=True)
+            assert "127.0.0.1" not in body and "Error" not in body and str(tmp_path) not in body
+        logged = caplog.text
+        assert "health check: database unreachable" in logged and "OperationalError" in logged
+        detailed = client.get("/healthz", headers={"Authorization": f"Bearer {HEALTH_TOKEN}"})
+        assert detailed.status_code == 503
+        body = detailed.get_json()
         assert body["status"] == "degraded"
         assert body["database"].startswith("error: OperationalError"), body
         assert body["broker"] == "not configured"
         # One line, no SQL, no SQLAlchemy help link.
         assert "\n" not in body["database"] and "sqlalche.me" not in body["database"]
+    # Without a token configured, no header shows details.
+    plain = client_for(make_settings(f"sqlite:///{missing_dir}", tmp_path))
+    empty = plain.get("/healthz", headers={"Authorization": "Bearer "})
+    assert empty.get_json()["database"] == "not ok"
 
 
 def test_healthz_reports_an_unmigrated_database(tmp_path: Path) -> None:
-    settings = make_settings(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'empty.db'}", tmp_path, health_token=HEALTH_TOKEN
+    )
     response = client_for(settings).get("/healthz")
-    assert response.status_code == 503
-    assert "run `digest db upgrade`" in response.get_json()["database"]
+    assert response.status_code == 503 and response.get_json()["database"] == "not ok"
+    detailed = client_for(settings).get(
+        "/healthz", headers={"Authorization": f"Bearer {HEALTH_TOKEN}"}
+    )
+    assert "run `digest db upgrade`" in detailed.get_json()["database"]
 
 
 def test_memory_broker_is_not_checked(db_url: str, tmp_path: Path) -> None:
@@ -239,9 +271,10 @@ def test_gunicorn_serves_healthz(db_url: str, tmp_path: Path, broker: str) -> No
     if broker == "up":
         assert (status, report) == (200, {"database": "ok", "broker": "ok", "status": "ok"})
     else:
-        assert status == 503
-        assert report["status"] == "degraded"
-        assert report["broker"].startswith("error: ")
+        assert (status, report) == (
+            503,
+            {"database": "ok", "broker": "not ok", "status": "degraded"},
+        )
     assert index_status == 200
     assert b"<h1>Get trending papers in your email inbox!</h1>" in page
     assert_security_headers(index_headers)

@@ -409,9 +409,13 @@ def test_manage_page_lists_the_subscription_and_escapes_labels(
 def test_a_database_failure_is_a_503_page(tmp_path: Path) -> None:
     settings = make_settings(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}", tmp_path)
     # Correctly signed (the key is in the settings): the request gets as far as the database.
-    token = subs.make_token(settings, Subscriber(id=1, token_version=0), "unsubscribe")
-    confirm = subs.make_token(settings, Subscriber(id=1, token_version=0), "confirm")
-    manage = subs.make_token(settings, Subscriber(id=1, token_version=0), "manage")
+    token = subs.make_token(
+        settings, Subscriber(id=1, token_version=0, link_secret="s"), "unsubscribe"
+    )
+    confirm = subs.make_token(
+        settings, Subscriber(id=1, token_version=0, link_secret="s"), "confirm"
+    )
+    manage = subs.make_token(settings, Subscriber(id=1, token_version=0, link_secret="s"), "manage")
     web = Visitor(settings)
     for method, path in (
         (web.get, f"/unsubscribe/{token}"),

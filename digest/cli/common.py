@@ -14,6 +14,7 @@ import click
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
+from digest.core.text import clean_text
 from digest.store import db
 from digest.store.models import Subscriber
 from digest.subscriptions.lifecycle import get_subscriber
@@ -111,7 +112,8 @@ def _cell(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M")
     if hasattr(value, "value"):
         return str(value.value)
-    text = str(value).replace("\n", " ")
+    # The one sanitiser: a stored label with a bidi override must not reorder the terminal.
+    text = clean_text(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -66,13 +66,24 @@ def clean_address(address: str) -> str:
     return f"{local}@{ascii_domain}"
 
 
+def strip_root_dot(address: str) -> str:
+    """``ada@example.org.`` -> ``ada@example.org``: the same mailbox, written fully
+    qualified (the DNS root). Only one dot goes; ``example.org..`` stays invalid."""
+    text = (address or "").strip()
+    if "@" in text and text.endswith(".") and not text.endswith(".."):
+        return text[:-1]
+    return text
+
+
 def email_key(email: str) -> str:
     """The lower-cased address: one subscription (and one suppression) per mailbox.
 
     A non-ASCII domain is keyed by its IDNA (punycode) form, the form mail goes out
-    with, so ``ada@bücher.example`` and ``ada@xn--bcher-kva.example`` are one mailbox.
+    with, so ``ada@bücher.example`` and ``ada@xn--bcher-kva.example`` are one mailbox;
+    a trailing dot of the domain is dropped, so ``ada@example.org.`` (as a bounce may
+    name it) is that mailbox too.
     """
-    text = (email or "").strip().lower()
+    text = strip_root_dot(email).lower()
     local, at, domain = text.rpartition("@")
     if at and not domain.isascii():
         try:
@@ -82,4 +93,4 @@ def email_key(email: str) -> str:
     return text
 
 
-__all__ = ["clean_address", "clean_domain", "email_key", "split_from"]
+__all__ = ["clean_address", "clean_domain", "email_key", "split_from", "strip_root_dot"]

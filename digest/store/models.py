@@ -9,6 +9,7 @@ them (a test compares the two).
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -160,8 +161,16 @@ class Frequency(enum.StrEnum):
     WEEKLY = "weekly"
 
 
+def new_link_secret() -> str:
+    """A fresh random secret for one subscriber's links (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # AUTOINCREMENT: SQLite otherwise hands the highest id out again after a deletion,
+    # and an id must never name a second person (links, signed addresses, logs).
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
@@ -187,6 +196,10 @@ class Subscriber(Base):
     consent_detail: Mapped[str | None] = mapped_column(Text)
     # Bumped to invalidate every signed link sent so far (e.g. after re-subscribing).
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Inside the MAC of every link and signed address made for this subscriber: a link
+    # names this row, never a later one that got the same id (a restored backup, a
+    # reused id). Random per row, made at insert, never changed or shown.
+    link_secret: Mapped[str] = mapped_column(String(64), default=new_link_secret)
     # When the web forms last mailed this address a link a stranger could have asked for
     # (a confirmation, a new manage link): claimed with one conditional UPDATE, so two
     # submissions at once can never both send (pipeline.notify, subscriptions.signup).
@@ -199,6 +212,9 @@ class Subscriber(Base):
 
 class Topic(Base):
     __tablename__ = "topics"
+    # AUTOINCREMENT: a digest's "stop this topic" link names the topic by id; a removed
+    # topic's id handed to the reader's next topic would make the old link remove it.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(
@@ -501,5 +517,6 @@ __all__ = [
     "Suppression",
     "Topic",
     "UTCDateTime",
+    "new_link_secret",
     "utcnow",
 ]

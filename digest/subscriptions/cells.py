@@ -4,6 +4,14 @@ r"""The CSV columns of subscribers, and the ``topics``/``labels`` cells' own syn
 (and a backslash ``\\``); a ``;`` inside a quoted phrase (any quote character the
 query language accepts) needs no escape. ``labels``: one label per topic, in the
 same order and with the same escapes; a blank entry means the default label.
+
+Formula injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts
+with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula, and
+readers choose their own labels, topics and even addresses (``=1+2@example.org``
+is a valid address). Export puts a single quote before such a cell
+(:func:`neutralise`), which a spreadsheet shows as text; import takes that quote
+away again (:func:`restore`), so our own export imports back exactly. A cell that
+itself starts with a quote gets one more, so it too comes back as it was.
 """
 
 from __future__ import annotations
@@ -43,6 +51,26 @@ HEADER_HINT = ",".join(COLUMNS)
 #: The statuses an export includes by default: people who agreed and did not leave.
 #: Exporting the unsubscribed into a file that imports as confirmed would undo their choice.
 DEFAULT_EXPORT_STATUSES = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP), and our own escape.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPED_START = (*_FORMULA_START, "'")
+
+
+def neutralise(cell: str) -> str:
+    """A cell a spreadsheet shows as text: ``'`` before a formula's first character.
+
+    Leading spaces do not hide a formula from every spreadsheet, so they are looked past.
+    """
+    return "'" + cell if cell.lstrip(" ").startswith(_ESCAPED_START) else cell
+
+
+def restore(cell: str) -> str:
+    """The cell :func:`neutralise` was given (a hand-written ``'hello`` stays as is)."""
+    if cell.startswith("'") and cell[1:].lstrip(" ").startswith(_ESCAPED_START):
+        return cell[1:]
+    return cell
 
 
 # The quote characters of the query language (it reads “ ” „ « » as "), so a ``;`` inside

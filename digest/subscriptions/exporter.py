@@ -16,7 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.store.models import Subscriber, SubscriberStatus, Topic
-from digest.subscriptions.cells import DEFAULT_EXPORT_STATUSES, EXPORT_COLUMNS, format_topics
+from digest.subscriptions.cells import (
+    DEFAULT_EXPORT_STATUSES,
+    EXPORT_COLUMNS,
+    format_topics,
+    neutralise,
+)
 from digest.subscriptions.lifecycle import subscriber_record
 from digest.subscriptions.validate import weekday_name
 
@@ -61,25 +66,26 @@ def export_csv(
     """Write subscribers as CSV that :func:`import_csv` reads back; returns the count.
 
     Only active and paused rows import back (see ``status`` in the module docstring).
+    Every cell that a spreadsheet would run as a formula is neutralised
+    (:func:`~digest.subscriptions.cells.neutralise`); import restores it.
     """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for subscriber, topics in iter_subscribers(session, statuses):
         queries, labels = format_topics([(t.query, t.label) for t in topics])
-        writer.writerow(
-            [
-                subscriber.email,
-                queries,
-                subscriber.timezone,
-                subscriber.frequency.value,
-                weekday_name(subscriber.weekday),
-                subscriber.send_hour,
-                subscriber.max_papers,
-                subscriber.status.value,
-                labels,
-            ]
-        )
+        cells = [
+            subscriber.email,
+            queries,
+            subscriber.timezone,
+            subscriber.frequency.value,
+            weekday_name(subscriber.weekday),
+            str(subscriber.send_hour),
+            str(subscriber.max_papers),
+            subscriber.status.value,
+            labels,
+        ]
+        writer.writerow([neutralise(cell) for cell in cells])
         count += 1
     return count
 

@@ -35,12 +35,13 @@ from sqlalchemy.orm import Session
 from digest.core.clock import utcnow
 from digest.errors import SubscriptionError
 from digest.store.dialect import insert_ignore
-from digest.store.models import Subscriber, SubscriberStatus, Topic
+from digest.store.models import Subscriber, SubscriberStatus, Topic, new_link_secret
 from digest.subscriptions.cells import (
     EXPORT_COLUMNS,
     HEADER_HINT,
     IMPORT_STATUSES,
     parse_topics,
+    restore,
 )
 from digest.subscriptions.checks import import_warnings
 from digest.subscriptions.updater import Stored, apply_updates
@@ -316,6 +317,7 @@ def import_csv(
             email_at = names.index("email")
             continue
         report.rows += 1
+        row = [restore(cell) for cell in row]  # undo export's formula neutralising
         email = row[email_at].strip() if len(row) > email_at else ""
         if len(row) > len(names):
             report.errors.append(
@@ -388,7 +390,8 @@ def import_csv(
 
 _STAGED = (
     "id, email, email_key, status, timezone, frequency, weekday, send_hour, max_papers, "
-    "created_at, confirmed_at, consent_source, consent_at, consent_detail, token_version"
+    "created_at, confirmed_at, consent_source, consent_at, consent_detail, token_version, "
+    "link_secret"
 )
 
 
@@ -435,6 +438,8 @@ def _insert_postgres(
                         now,
                         consent_detail,
                         0,
+                        # COPY bypasses the model's default: every row its own secret.
+                        new_link_secret(),
                     )
                 )
         cursor.execute(
@@ -497,6 +502,7 @@ def _insert_chunk(
                     "consent_ip": None,
                     "consent_detail": consent_detail,
                     "token_version": 0,
+                    "link_secret": new_link_secret(),
                 }
                 for _, v in rows
             ],

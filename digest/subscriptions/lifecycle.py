@@ -25,10 +25,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.config import Settings, get_settings
+from digest.core.addresses import email_key
 from digest.core.clock import utcnow
 from digest.errors import SubscriptionError
 from digest.store import suppression
-from digest.store.models import Digest, Frequency, Subscriber, SubscriberStatus, Topic
+from digest.store.models import (
+    Digest,
+    Frequency,
+    Subscriber,
+    SubscriberStatus,
+    Topic,
+    new_link_secret,
+)
 from digest.subscriptions.tokens import CONFIRM_MAX_AGE, read_token
 from digest.subscriptions.validate import (
     MAX_TOPICS,
@@ -103,6 +111,7 @@ def add_subscriber(
         consent_ip=consent_ip,
         consent_detail=consent_detail,
         token_version=0,
+        link_secret=new_link_secret(),
     )
     subscriber.topics = [Topic(label=default_label(q), query=q, created_at=now) for q in queries]
     session.add(subscriber)
@@ -161,8 +170,8 @@ def get_subscriber(session: Session, email: str) -> Subscriber | None:
     """The subscriber for this address however it is typed, or None."""
     try:
         _, key = normalise_email(email)
-    except SubscriptionError:
-        key = (email or "").strip().lower()
+    except SubscriptionError:  # an address stored before today's rules still has a row
+        key = email_key(email)
     return session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
 
 

@@ -18,10 +18,13 @@ row id: the address is known before the row exists, so a preview of the digest i
 the same bytes as the email sent, and a resend of it keeps its addresses.
 
 The MAC is HMAC-SHA256 with the installation key (:func:`tokens.signing_key`), over
-the purpose, the ids *and the reader's address*: an address names one person
-forever, even if a row id is reused after a deletion (SQLite can reuse the
-highest id). It is base32, lower case, because mail systems may change the case
-of a local part. The domain is ``settings.mail_domain``.
+the purpose, the ids, the reader's address *and the reader's own random*
+``link_secret``: an address names one person forever, whatever row later holds the
+same id (a restored backup, a re-created subscriber). It is base32, lower case,
+because mail systems may change the case of a local part. The domain is
+``settings.mail_domain``. An unsubscribe address from before migration 0008 (no
+secret in its MAC) still works for a row created before then: leaving must work from
+any email ever sent.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.errors import AddressError
-from digest.store.models import Digest, Subscriber
-from digest.subscriptions.tokens import CONFIRM_MAX_AGE, signing_key
+from digest.store.models import AppMeta, Digest, Subscriber
+from digest.subscriptions.tokens import CONFIRM_MAX_AGE, LINKS_BOUND_AT_META, signing_key
 
 KINDS = ("bounce", "reply", "unsubscribe", "confirm")
 _MAC_CHARS = 16
@@ -57,6 +60,12 @@ def _mac(key: bytes, *parts: object) -> str:
     message = "digest-mail|" + "|".join(str(p) for p in parts)
     digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
     return base64.b32encode(digest[:10]).decode().lower()
+
+
+def _require_flushed(subscriber: Subscriber) -> None:
+    # Before the flush there is no id and no secret to sign.
+    if subscriber.id is None or not subscriber.link_secret:
+        raise ValueError("flush the subscriber before making an address for it")
 
 
 def _address(settings: Settings, local: str) -> str:
@@ -89,18 +98,18 @@ def _period_label(token: str) -> str:
 def _digest_address(
     settings: Settings, session: Session, kind: str, subscriber: Subscriber, period: str
 ) -> str:
-    if subscriber.id is None:
-        raise ValueError("flush the subscriber before making an address for it")
+    _require_flushed(subscriber)
     token = period_token(period)
     key = signing_key(session, settings)
-    mac = _mac(key, kind, subscriber.id, token, subscriber.email_key)
+    mac = _mac(key, kind, subscriber.id, token, subscriber.email_key, subscriber.link_secret)
     return _address(settings, f"{kind}+{subscriber.id}-{token}-{mac}")
 
 
 def unsubscribe_address(settings: Settings, session: Session, subscriber: Subscriber) -> str:
     """The List-Unsubscribe mailto address: mail to it unsubscribes this reader, forever."""
+    _require_flushed(subscriber)
     key = signing_key(session, settings)
-    mac = _mac(key, "unsubscribe", subscriber.id, subscriber.email_key)
+    mac = _mac(key, "unsubscribe", subscriber.id, subscriber.email_key, subscriber.link_secret)
     return _address(settings, f"unsubscribe+{subscriber.id}-{mac}")
 
 
@@ -108,9 +117,18 @@ def confirm_address(
     settings: Settings, session: Session, subscriber: Subscriber, now: datetime | None = None
 ) -> str:
     """The Reply-To of a confirmation: a reply confirms, for :data:`CONFIRM_MAX_AGE`."""
+    _require_flushed(subscriber)
     day = int((now or utcnow()).timestamp()) // _EPOCH_DAY
     key = signing_key(session, settings)
-    mac = _mac(key, "confirm", subscriber.id, subscriber.token_version, day, subscriber.email_key)
+    mac = _mac(
+        key,
+        "confirm",
+        subscriber.id,
+        subscriber.token_version,
+        day,
+        subscriber.email_key,
+        subscriber.link_secret,
+    )
     return _address(settings, f"confirm+{subscriber.id}-{day}-{mac}")
 
 
@@ -169,7 +187,14 @@ def resolve(
         raise AddressError("no such subscriber")
     if parsed.kind in ("bounce", "reply"):
         assert parsed.period is not None
-        expected = _mac(key, parsed.kind, subscriber.id, parsed.period, subscriber.email_key)
+        expected = _mac(
+            key,
+            parsed.kind,
+            subscriber.id,
+            parsed.period,
+            subscriber.email_key,
+            subscriber.link_secret,
+        )
         _check(expected, parsed.mac)
         digest = session.scalar(
             select(Digest).where(
@@ -181,15 +206,38 @@ def resolve(
             raise AddressError("no such digest")
         return Resolved(parsed.kind, subscriber, digest)
     if parsed.kind == "unsubscribe":
-        _check(_mac(key, "unsubscribe", subscriber.id, subscriber.email_key), parsed.mac)
+        expected = _mac(
+            key, "unsubscribe", subscriber.id, subscriber.email_key, subscriber.link_secret
+        )
+        if not _legacy_unsubscribe(session, key, subscriber, parsed.mac):
+            _check(expected, parsed.mac)
         return Resolved("unsubscribe", subscriber)
     expected = _mac(
-        key, "confirm", subscriber.id, subscriber.token_version, parsed.day, subscriber.email_key
+        key,
+        "confirm",
+        subscriber.id,
+        subscriber.token_version,
+        parsed.day,
+        subscriber.email_key,
+        subscriber.link_secret,
     )
     _check(expected, parsed.mac)
     today = int((now or utcnow()).timestamp()) // _EPOCH_DAY
     age = timedelta(days=today - (parsed.day or 0))
     return Resolved("confirm", subscriber, expired=age > CONFIRM_MAX_AGE or age.days < -1)
+
+
+def _legacy_unsubscribe(session: Session, key: bytes, subscriber: Subscriber, given: str) -> bool:
+    """A List-Unsubscribe address from before migration 0008, for a row from before it.
+
+    Its MAC already named the address; a row created after 0008 never had one."""
+    legacy = _mac(key, "unsubscribe", subscriber.id, subscriber.email_key)
+    if not hmac.compare_digest(legacy, given):
+        return False
+    bound = session.get(AppMeta, LINKS_BOUND_AT_META)
+    if bound is None or not bound.value.isdigit():
+        return False
+    return subscriber.created_at.timestamp() < int(bound.value)
 
 
 def _check(expected: str, given: str) -> None:

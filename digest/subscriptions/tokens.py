@@ -1,10 +1,19 @@
 """Signed links: confirm, manage and one-click unsubscribe, each for one purpose.
 
-Links are HMAC-SHA256 over the subscriber id, its ``token_version`` and the issue
-time, keyed by ``settings.secret_key`` or, when that is empty (the embedded
-default), by a random key generated once and kept in ``app_meta`` so links
-survive restarts. Bumping ``token_version`` (:func:`rotate_tokens`) invalidates
-every confirm and manage link sent so far; unsubscribe links stay valid.
+Links are HMAC-SHA256 over the purpose, the subscriber id, its ``token_version``, the
+issue time *and the subscriber's own random* ``link_secret``, keyed by
+``settings.secret_key`` or, when that is empty (the embedded default), by a random key
+generated once and kept in ``app_meta`` so links survive restarts.
+
+A link names exactly one person, forever: the id in it only says which row to load,
+and the MAC verifies only against that row's secret, which no other row ever has. A
+deleted subscriber's id handed out again, or a database restored from a backup (same
+key, a re-created subscriber), cannot make an old link act on somebody else.
+
+Bumping ``token_version`` (:func:`rotate_tokens`) invalidates every confirm and manage
+link sent so far; unsubscribe links stay valid for that same subscriber. Unsubscribe
+links issued before migration 0008 carry the older MAC (no secret); they still work
+for the row they were issued for: one created before the link and before 0008.
 """
 
 from __future__ import annotations
@@ -34,6 +43,15 @@ PURPOSES = ("confirm", "manage", "unsubscribe", "stop", "view")
 #: A confirmation link older than this is refused (the reader asks for a new one).
 CONFIRM_MAX_AGE = timedelta(hours=72)
 SECRET_KEY_META = "secret_key"
+#: When migration 0008 bound links to per-subscriber secrets (epoch seconds, app_meta).
+LINKS_BOUND_AT_META = "links_bound_at"
+_INVALID = "this link is not valid: it may have been cut short or changed"
+# The MAC cannot tell a changed link from one whose subscriber is gone (or was never
+# the row that holds its id now): one sentence for all three.
+_NOT_THEIRS = (
+    "this link is not valid: it may have been cut short or changed, "
+    "or the subscription it was sent for no longer exists"
+)
 # Links are printed in emails years later: allow a little clock skew, not the future.
 _CLOCK_SKEW = 300
 
@@ -69,7 +87,13 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _mac(key: bytes, purpose: str, body: str) -> str:
+def _mac(key: bytes, purpose: str, body: str, link_secret: str) -> str:
+    message = f"digest-link|{purpose}|{body}|{link_secret}"
+    return _b64(hmac.new(key, message.encode(), hashlib.sha256).digest()[:18])
+
+
+def _legacy_mac(key: bytes, purpose: str, body: str) -> str:
+    # The MAC of links made before migration 0008 (no per-subscriber secret).
     digest = hmac.new(key, f"digest-link|{purpose}|{body}".encode(), hashlib.sha256).digest()
     return _b64(digest[:18])
 
@@ -103,14 +127,14 @@ def make_token(
     subscriber is detached); it is needed only when the key lives in ``app_meta``.
     """
     _check_purpose(purpose)
-    if subscriber.id is None:
+    if subscriber.id is None or not subscriber.link_secret:
         raise ValueError("flush the subscriber before making a token for it")
     issued = int((now or utcnow()).timestamp())
     body = f"{subscriber.id}.{subscriber.token_version}.{issued}"
     key = _with_session(
         settings, session or object_session(subscriber), lambda s: signing_key(s, settings)
     )
-    return f"{body}.{_mac(key, purpose, body)}"
+    return f"{body}.{_mac(key, purpose, body, subscriber.link_secret)}"
 
 
 _TOKEN = re.compile(r"^(\d{1,18})\.(\d{1,9})\.(\d{1,12})\.([A-Za-z0-9_-]{24})$")
@@ -127,23 +151,35 @@ def read_token(
 ) -> int:
     """The subscriber id a token was made for, or :class:`TokenError`.
 
-    Checks, in order: shape, signature (constant time; a token for another purpose
-    fails here), age (``max_age`` in seconds or a timedelta; None = no limit, right
-    for unsubscribe links, which must work forever), that the subscriber still
-    exists and that its ``token_version`` has not moved on (except for unsubscribe
-    links, which stay valid for good).
+    Checks, in order: shape, signature against the named row's own secret (constant
+    time; a token for another purpose, for a deleted row or for an earlier holder of
+    the same id fails here, alike), age (``max_age`` in seconds or a timedelta; None =
+    no limit, right for unsubscribe links, which must work forever) and that its
+    ``token_version`` has not moved on (except for unsubscribe links, which stay
+    valid for good).
     """
     _check_purpose(purpose)
     match = _TOKEN.match((token or "").strip())
     if not match:
-        raise TokenError("this link is not valid: it may have been cut short or changed")
+        raise TokenError(_INVALID)
     sub_id, version, issued = (int(g) for g in match.groups()[:3])
     body = ".".join(match.groups()[:3])
 
     def check(s: Session) -> int:
         key = signing_key(s, settings)
-        if not hmac.compare_digest(_mac(key, purpose, body), match.group(4)):
-            raise TokenError("this link is not valid: it may have been cut short or changed")
+        row = s.execute(
+            select(Subscriber.token_version, Subscriber.link_secret, Subscriber.created_at).where(
+                Subscriber.id == sub_id
+            )
+        ).first()
+        # A missing row and a forged or foreign link fail alike: the MAC is only
+        # checkable against the row's own secret.
+        given = match.group(4)
+        if row is None or not (
+            hmac.compare_digest(_mac(key, purpose, body, row[1]), given)
+            or _legacy_unsubscribe(s, key, purpose, body, given, row[2])
+        ):
+            raise TokenError(_NOT_THEIRS)
         current = (now or utcnow()).timestamp()
         if issued > current + _CLOCK_SKEW:
             raise TokenError("this link is not valid: it was issued in the future")
@@ -151,9 +187,6 @@ def read_token(
             limit = max_age.total_seconds() if isinstance(max_age, timedelta) else max_age
             if current - issued > limit:
                 raise TokenError("this link has expired: ask for a new one", "expired")
-        row = s.execute(select(Subscriber.token_version).where(Subscriber.id == sub_id)).first()
-        if row is None:
-            raise TokenError("this link is not valid: the subscription no longer exists")
         # Rotating tokens retires confirm and manage links, never the way out: an
         # unsubscribe link in any email we ever sent must keep working (RFC 8058).
         if row[0] != version and purpose != "unsubscribe":
@@ -163,6 +196,27 @@ def read_token(
         return sub_id
 
     return _with_session(settings, session, check)
+
+
+def _legacy_unsubscribe(
+    session: Session, key: bytes, purpose: str, body: str, given: str, created_at: datetime
+) -> bool:
+    """An unsubscribe link from before migration 0008, for the row it was issued to.
+
+    Leaving must work from any email ever sent, including those sent before links were
+    bound to a secret. Such a link is accepted only if it was issued before 0008 ran
+    and after this row was created: a row created later (a reused id) is not the
+    person it was sent to.
+    """
+    if purpose != "unsubscribe":
+        return False
+    if not hmac.compare_digest(_legacy_mac(key, purpose, body), given):
+        return False
+    bound = session.get(AppMeta, LINKS_BOUND_AT_META)
+    if bound is None or not bound.value.isdigit():
+        return False
+    issued = int(body.rsplit(".", 1)[1])
+    return issued < int(bound.value) and created_at.timestamp() <= issued
 
 
 def _url(
@@ -208,6 +262,8 @@ def unsubscribe_url(
 
 
 def rotate_tokens(session: Session, subscriber: Subscriber) -> None:
-    """Invalidate every confirm/manage/unsubscribe link sent to this subscriber so far."""
+    """Invalidate every confirm and manage link sent to this subscriber so far.
+
+    Their unsubscribe links keep working (and keep naming only them)."""
     subscriber.token_version += 1
     session.flush()

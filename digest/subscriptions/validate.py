@@ -16,8 +16,9 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.core.addresses import email_key
+from digest.core.addresses import email_key, strip_root_dot
 from digest.core.caches import memoize
+from digest.core.text import clean_text
 from digest.errors import InvalidEmail, QueryError, SubscriptionError
 from digest.match import query as query_language
 from digest.match.describe import readable
@@ -43,7 +44,9 @@ def normalise_email(text: str) -> tuple[str, str]:
     case-insensitive everywhere in practice, and two subscriptions for
     ``Ann@x.org`` and ``ann@x.org`` would send two digests to one inbox.
     """
-    address = (text or "").strip()
+    # ``ada@example.org.`` is ada@example.org written with the DNS root: one mailbox,
+    # one spelling (else the same person could hold two subscriptions).
+    address = strip_root_dot(text)
     if not address:
         raise InvalidEmail(address, "it is empty.")
     if "\r" in address or "\n" in address:
@@ -59,7 +62,11 @@ def normalise_email(text: str) -> tuple[str, str]:
         # No SMTPUTF8: most relays refuse a non-ASCII mailbox name, and we could never
         # deliver to it. Non-ASCII domains are fine: kept in their IDNA (punycode) form,
         # the form mail goes out with, so one mailbox has one spelling.
-        result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+        # strict: a local part over 64 octets (RFC 5321 §4.5.3.1.1) is refused, not mailed
+        # to bounce; the whole address is held to 254 octets in its ASCII form either way.
+        result = validate_email(
+            address, check_deliverability=False, allow_smtputf8=False, strict=True
+        )
     except EmailNotValidError as exc:
         raise InvalidEmail(address, str(exc)) from None
     normalised = result.ascii_email or result.normalized
@@ -208,8 +215,12 @@ def normalise_query(text: str) -> str:
 
     A run of whitespace never means more than one space in the query language, so every
     path that stores a topic goes through this, and two topics differing only in spacing are one topic.
+    It is cleaned by the one sanitiser (:func:`~digest.core.text.clean_text`): a
+    bidirectional override or zero-width character in a query could make it read as
+    something else on the manage page, and could never match paper text, which ingest
+    cleans the same way.
     """
-    return " ".join((text or "").split())
+    return clean_text(text)
 
 
 def topic_key(query: str) -> str:
@@ -238,8 +249,10 @@ def validate_query(text: str) -> str:
 
 
 def validate_label(label: str | None, query: str) -> str:
-    """The label to store for ``query``: ``label`` with its whitespace collapsed, or the default."""
-    name = " ".join((label or "").split()) or default_label(query)
+    """The label to store for ``query``: ``label`` cleaned by the one sanitiser (bidi
+    overrides, zero-width and control characters gone, whitespace collapsed), or the
+    default."""
+    name = clean_text(label) or default_label(query)
     if len(name) > MAX_LABEL_LENGTH:
         raise SubscriptionError(
             f"the topic label is {len(name)} characters long; the limit is {MAX_LABEL_LENGTH}"

@@ -16,12 +16,15 @@ relative to the checkout. What keeps the forms safe is :mod:`digest.web.security
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
 
 from flask import Blueprint, Flask
 from jinja2 import ChoiceLoader, PackageLoader
+from markupsafe import Markup
 
 from digest import __version__
 from digest.config import Settings
+from digest.core.text import strip_control
 from digest.web import (  # noqa: F401 - they add their routes
     confirm,
     errors,
@@ -51,6 +54,20 @@ def blueprints() -> list[Blueprint]:
     return [site, front, subscription]
 
 
+def display_safe(value: Any) -> Any:
+    """Every value a page shows, through the one sanitiser's character rule.
+
+    What is stored is cleaned when it is stored; this also covers rows stored before a
+    rule existed (a topic label with a bidirectional override) and anything a page
+    builds from them. Line breaks stay (a textarea re-shows what was typed).
+    """
+    if isinstance(value, Markup):
+        return Markup(strip_control(str(value)))
+    if isinstance(value, str):
+        return strip_control(value)
+    return value
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app for ``settings`` (default: read from the environment)."""
     settings = settings or Settings.from_env()
@@ -61,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         static_url_path="/static",
         template_folder=None,
     )
+    # Before the first use of app.jinja_env, which reads these options once.
+    app.jinja_options = {**app.jinja_options, "finalize": display_safe}
     app.jinja_loader = ChoiceLoader([PackageLoader(TEMPLATE_PACKAGE, "web")])
     app.extensions["digest.settings"] = settings
     configure_sessions(app, settings)

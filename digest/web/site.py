@@ -1,15 +1,21 @@
 """The site's own endpoints: ``/healthz`` (for probes) and ``/robots.txt``.
 
+``/healthz`` is public (load balancers and compose probe it without credentials), so it
+says only ``ok`` / ``not ok`` per dependency: the driver's error text names hosts,
+ports, users and file paths. What failed, and why, goes to the log; with
+``Authorization: Bearer <DIGEST_HEALTH_TOKEN>`` the answer carries it too.
+
 The front page (``/``, the subscribe form) is :mod:`digest.web.subscribe`.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, Response, jsonify, make_response
+from flask import Blueprint, Response, jsonify, make_response, request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import text
@@ -43,10 +49,26 @@ def healthz() -> tuple[Response, int]:
         "broker": check_broker(settings.broker_url),
     }
     healthy = report["database"] == "ok" and report["broker"] in ("ok", "not configured")
+    if not _may_see_details(settings.health_token):
+        report = {name: _public(state) for name, state in report.items()}
     report["status"] = "ok" if healthy else "degraded"
     response = jsonify(report)
     response.headers["Cache-Control"] = "no-store"
     return response, 200 if healthy else 503
+
+
+def _public(state: str) -> str:
+    return state if state in ("ok", "not configured") else "not ok"
+
+
+def _may_see_details(token: str) -> bool:
+    """True for a request carrying ``Authorization: Bearer <token>`` (a token is set)."""
+    if not token:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def check_database(url: str) -> str:
@@ -60,9 +82,9 @@ def check_database(url: str) -> str:
         log.warning("health check: database unreachable: %s", exc)
         return f"error: {_describe(exc)}"
     if current != head:
-        return (
-            f"error: schema at {current or 'nothing'}, code needs {head}: run `digest db upgrade`"
-        )
+        problem = f"schema at {current or 'nothing'}, code needs {head}: run `digest db upgrade`"
+        log.warning("health check: database %s", problem)
+        return f"error: {problem}"
     return "ok"
 
 

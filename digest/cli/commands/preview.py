@@ -17,6 +17,7 @@ from digest.pipeline.preview import preview as build_preview
 from digest.pipeline.preview import send_test_email
 from digest.store.suppression import is_suppressed
 from digest.subscriptions.lifecycle import get_subscriber
+from digest.subscriptions.validate import normalise_email
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -98,7 +99,8 @@ def send_test(email: str) -> None:
     Example: DIGEST_SMTP_URL=smtp://localhost:1025 digest send-test me@example.org
     """
     settings = get_settings()
-    address = clean_address(email)
+    # The rules of every address that comes in (64-octet local part, trailing dot).
+    address = normalise_email(clean_address(email))[0]
     with open_session(settings) as session:
         if is_suppressed(session, address):
             raise click.ClickException(
