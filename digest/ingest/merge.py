@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.ingest.sources.base import PaperRecord
-from digest.store.models import Paper
+from digest.store.models import Feed, Paper
 
 #: Called with the papers a merge stored for the first time (flushed, so they have ids):
 #: the pipeline computes their sentence embeddings there when the semantic extra is in.
@@ -49,6 +49,8 @@ def merge_records(
     records: Iterable[PaperRecord],
     now: datetime,
     on_new_papers: NewPapersHook | None = None,
+    *,
+    feed: Feed | None = None,
 ) -> MergeCounts:
     """Upsert records into ``papers``; returns how many were new, updated or unchanged."""
     by_key: dict[str, PaperRecord] = {}
