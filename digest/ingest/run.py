@@ -238,7 +238,7 @@ def ingest_all(
 def _database_failure(settings: Settings, feed_id: int, exc: SQLAlchemyError) -> FeedOutcome:
     """The outcome of a feed the database failed on, recorded on its row if it can be."""
     message = str(db.database_error(exc, settings.database_url))
-    log.warning("feed %s: %s", feed_id, message)
+    log.info("feed %s: %s", feed_id, message)  # the outcome carries it to the caller
     outcome = FeedOutcome(feed_id=feed_id, name=str(feed_id), status="error", error=message)
     try:
         with db.session_scope(settings) as session:
@@ -247,7 +247,7 @@ def _database_failure(settings: Settings, feed_id: int, exc: SQLAlchemyError) ->
             feed.last_fetched_at = utcnow()
             _record(feed, outcome, feed.last_fetched_at)
     except SQLAlchemyError:
-        log.warning("feed %s: its error could not be recorded either", feed_id)
+        log.info("feed %s: its error could not be recorded either", feed_id)
     return outcome
 
 

@@ -8,7 +8,7 @@ migrations to a fresh SQLite file by itself; on PostgreSQL an operator runs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,19 +25,24 @@ from digest.core import caches
 from digest.errors import DatabaseError
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling issues a deferred BEGIN before the first
-    # write; ours (_sqlite_begin) must be the only one.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # WAL lets the web app read while a worker writes; busy_timeout turns a brief
-    # writer collision into a wait instead of "database is locked".
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling issues a deferred BEGIN before the first
+        # write; ours (_sqlite_begin) must be the only one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets the web app read while a worker writes; busy_timeout turns a brief
+        # writer collision into a wait instead of "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
+    return on_connect
+
+
+SQLITE_BUSY_SECONDS = 30.0
 
 #: The execution option a read-only session sets (see :func:`session_scope`).
 READ_ONLY = "digest_read_only"
@@ -56,8 +61,10 @@ def _sqlite_begin(connection: Connection) -> None:
 def make_engine(url: str) -> Engine:
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        # How long a writer waits for another's lock: 30 s, or the URL's ?timeout=S.
+        busy = float(make_url(url).query.get("timeout") or SQLITE_BUSY_SECONDS)  # type: ignore[arg-type]
+        engine = create_engine(url, connect_args={"timeout": busy})
+        event.listen(engine, "connect", _sqlite_pragmas(busy))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
