@@ -44,8 +44,9 @@ def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
 
 SQLITE_BUSY_SECONDS = 30.0
 
-#: The execution option a read-only session sets (see :func:`session_scope`).
-READ_ONLY = "digest_read_only"
+#: The execution option of a session whose transactions begin deferred (see
+#: :func:`session_factory`).
+DEFERRED = "digest_deferred"
 
 
 def _sqlite_begin(connection: Connection) -> None:
@@ -54,8 +55,8 @@ def _sqlite_begin(connection: Connection) -> None:
     # between, and busy_timeout does not apply. BEGIN IMMEDIATE takes the write lock
     # first (waiting busy_timeout for it), so a writer never fails half-way. Readers
     # ask for a plain BEGIN: they never block a writer nor wait for one.
-    read_only = connection.get_execution_options().get(READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    deferred = connection.get_execution_options().get(DEFERRED, False)
+    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -89,13 +90,18 @@ def dispose_engines() -> None:
         engine.dispose()
 
 
-def session_factory(settings: Settings, *, read_only: bool = False) -> sessionmaker[Session]:
-    """Sessions on the settings' database; ``read_only`` ones never take SQLite's write
-    lock (a page that only reads), and must not write: a write there can still fail
-    with "database is locked" when another writer committed first."""
+def session_factory(settings: Settings, *, deferred: bool = False) -> sessionmaker[Session]:
+    """Sessions on the settings' database.
+
+    ``deferred`` ones begin a plain (deferred) transaction on SQLite: they never take
+    the write lock to read, so a reader never blocks a writer nor waits for one. A
+    deferred transaction that reads and then writes fails with "database is locked"
+    when another connection committed in between: only for readers, and for a caller
+    that commits its writes before anyone else can (tests).
+    """
     engine = engine_for(settings.database_url)
-    if read_only:
-        engine = engine.execution_options(**{READ_ONLY: True})
+    if deferred:
+        engine = engine.execution_options(**{DEFERRED: True})
     return sessionmaker(engine, expire_on_commit=False)
 
 
@@ -108,7 +114,7 @@ def session_scope(settings: Settings, *, read_only: bool = False) -> Iterator[Se
     half-way (ARCHITECTURE.md); keep such transactions short and never hold one
     across network I/O. ``read_only`` sessions begin a plain snapshot instead.
     """
-    session = session_factory(settings, read_only=read_only)()
+    session = session_factory(settings, deferred=read_only)()
     try:
         yield session
         session.commit()
@@ -145,7 +151,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def current_revision(url: str) -> str | None:
-    with engine_for(url).execution_options(**{READ_ONLY: True}).connect() as connection:
+    with engine_for(url).execution_options(**{DEFERRED: True}).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
