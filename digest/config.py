@@ -97,6 +97,9 @@ class Settings:
     send_rate: float = 0.0  # messages per second per transport; 0 = unlimited
     fetch_timeout: float = 30.0
     fetch_max_bytes: int = 20 * 1024 * 1024
+    #: Largest web request body, refused with 413 before it is parsed (50 topics of the
+    #: longest query fit; a 300 MB POST does not).
+    max_request_bytes: int = 64 * 1024
     fetch_delay: float = 3.0  # seconds between two requests to the same host
     user_agent_contact: str = ""
     dkim_key_file: str = ""
@@ -241,6 +244,8 @@ class Settings:
             values["fetch_timeout"] = _number("DIGEST_FETCH_TIMEOUT", v, float, 0.1)
         if v := get("DIGEST_FETCH_MAX_BYTES"):
             values["fetch_max_bytes"] = int(_number("DIGEST_FETCH_MAX_BYTES", v, int, 1024))
+        if v := get("DIGEST_MAX_REQUEST_BYTES"):
+            values["max_request_bytes"] = int(_number("DIGEST_MAX_REQUEST_BYTES", v, int, 1024))
         if v := get("DIGEST_FETCH_DELAY"):
             values["fetch_delay"] = _number("DIGEST_FETCH_DELAY", v, float, 0)
         if (v := get("DIGEST_USER_AGENT_CONTACT")) is not None:

@@ -118,6 +118,8 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def session(settings: Settings) -> Iterator[Session]:
-    factory = db.session_factory(settings)
+    # Deferred on SQLite: a test reads through this session between calls that write in
+    # their own sessions; an immediate one would hold the write lock from its first read.
+    factory = db.session_factory(settings, deferred=True)
     with factory() as s:
         yield s

@@ -534,6 +534,12 @@ def test_service_command_is_a_real_entry_point(service: str, tmp_path: Path) -> 
     if program == "gunicorn":
         options = resolve_gunicorn(args)
         assert options.bind == [f"0.0.0.0:{WEB_PORT}"]
+        # One slow client must hold a thread, not the server (a sync worker with one
+        # thread stalled for 30 s behind one client dripping its headers).
+        assert options.worker_class == "gthread", options.worker_class
+        assert options.threads >= 4, options.threads
+        assert 0 < options.timeout <= 60, options.timeout
+        assert options.limit_request_line and options.limit_request_fields
 
 
 def run_inbound_for_real(service: Mapping[str, Any], args: list[str], tmp_path: Path) -> None:

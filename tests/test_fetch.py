@@ -328,6 +328,7 @@ def test_loopback_server_is_refused_without_allow_private(
         ("http://10.1.2.3/feed.xml", "a private"),
         ("http://127.0.0.2:9/feed.xml", "a loopback"),
         ("http://[::ffff:192.168.1.1]/feed.xml", "a private"),
+        ("http://[fec0::1]/feed.xml", "a site-local"),
     ],
 )
 def test_redirect_hop_to_a_private_address_is_refused(
@@ -355,6 +356,9 @@ def test_redirect_hop_to_a_private_address_is_refused(
         ("fc00::1", "a private"),
         ("169.254.1.1", "a link-local"),
         ("fe80::1", "a link-local"),
+        ("fec0::1", "a site-local"),  # deprecated site-local (RFC 3879), "global" to Python
+        ("feff:ffff::1", "a site-local"),
+        ("fec0:0:0:ffff::1", "a site-local"),
         ("169.254.169.254", "a cloud metadata"),
         ("fd00:ec2::254", "a cloud metadata"),
         ("224.0.0.1", "a multicast"),

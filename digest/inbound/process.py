@@ -389,6 +389,8 @@ def _answer(settings: Settings, session: Session, row: InboundMessage, now: date
         unsubscribe_mailto=planned.get("unsubscribe_mailto"),
         help_lines=commands.HELP if planned.get("help") else (),
     )
+    # No lock held while the mail server answers (and send_reply opens its own session).
+    db.end_transaction(session)
     try:
         outcome = send_reply(settings, reply)
     except Exception as exc:  # a template or address problem: this answer, not the others

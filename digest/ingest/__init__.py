@@ -18,12 +18,13 @@ from digest.ingest.feeds import (
     validate_source_tag,
 )
 from digest.ingest.merge import MergeCounts, NewPapersHook, merge_records
-from digest.ingest.papers import list_papers
+from digest.ingest.papers import FieldSource, field_sources, get_paper, list_papers
 from digest.ingest.run import FeedOutcome, fetch_feed, ingest_all, ingest_body, ingest_one
 
 __all__ = [
     "BUILT_IN_TAGS",
     "FeedOutcome",
+    "FieldSource",
     "MergeCounts",
     "NewPapersHook",
     "Renamed",
@@ -32,7 +33,9 @@ __all__ = [
     "count_enabled",
     "default_feed_name",
     "fetch_feed",
+    "field_sources",
     "get_feed",
+    "get_paper",
     "ingest_all",
     "ingest_body",
     "ingest_one",

@@ -52,11 +52,14 @@ def address_refusal(ip: IPAddress) -> str | None:
         ("is_loopback", "a loopback"),
         ("is_unspecified", "an unspecified"),
         ("is_link_local", "a link-local"),
+        # fec0::/10 was deprecated (RFC 3879) but some stacks still route it inside a
+        # site, and Python counts it as global.
+        ("is_site_local", "a site-local"),
         ("is_multicast", "a multicast"),
         ("is_private", "a private"),
         ("is_reserved", "a reserved"),
     ):
-        if getattr(ip, attribute):
+        if getattr(ip, attribute, False):
             return reason
     if not ip.is_global:  # carrier-grade NAT 100.64/10 and the like
         return "a non-public"

@@ -4,6 +4,13 @@ Records are merged by canonical key (``arxiv:ID``, else ``doi:…``, else ``url:
 A paper's ``first_seen_at`` is set once, when we first store it, and is what
 digests are built from; replacements (arXiv "replace" announcements) update a
 stored paper but never make it new again.
+
+A source is authoritative only for what it owns (ARCHITECTURE.md): arXiv's own feeds
+for a paper's text, authors, categories, dates and versions; Hugging Face for upvotes
+and comments; anything else fills fields that are empty and never overwrites a value
+a more authoritative source set, nor moves an arXiv paper's version. Which source
+set each field is kept in ``Paper.field_sources`` (``digest papers show``), so an
+RSS item naming ``arXiv:<id>v999`` cannot put its text under arXiv's link.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.ingest.sources.base import PaperRecord
-from digest.store.models import Paper
+from digest.store.models import Feed, Paper
 
 #: Called with the papers a merge stored for the first time (flushed, so they have ids):
 #: the pipeline computes their sentence embeddings there when the semantic extra is in.
@@ -27,6 +34,57 @@ NewPapersHook = Callable[[Session, Sequence[Paper]], None]
 #: replacement announced weeks later does not make an old paper look recent.)
 _TEXT_FIELDS = ("title", "abstract", "authors")
 _FILL_FIELDS = ("primary_category", "doi", "url", "pdf_url", "hf_url")
+#: Fields Hugging Face owns; every other field is arXiv's.
+_HF_FIELDS = frozenset({"upvotes", "comments", "hf_url"})
+#: Every field whose setter is recorded in ``Paper.field_sources``.
+TRACKED_FIELDS = (
+    "version",
+    *_TEXT_FIELDS,
+    "categories",
+    *_FILL_FIELDS,
+    "upvotes",
+    "comments",
+    "published_at",
+    "updated_at",
+)
+#: How much a source's word counts, by its class ("arxiv", "hf" or "feed"): for the
+#: fields Hugging Face owns, and for all the others.
+_RANK = {"arxiv": (2, 3), "hf": (3, 2), "feed": (1, 1)}
+_ARXIV_KINDS = ("arxiv-rss", "arxiv-api", "arxiv")
+_HF_KINDS = ("hf-daily", "hf")
+
+
+def source_label(record: PaperRecord, feed: Feed | None) -> str:
+    """What ``field_sources`` records: ``<feed kind>:<feed id>``, or the record's source
+    tag when it came from no feed row (sample data, tests)."""
+    if feed is not None and feed.id is not None:
+        return f"{feed.kind.value}:{feed.id}"
+    return record.source or "feed"
+
+
+def source_class(label: str) -> str:
+    """``arxiv``, ``hf`` or ``feed`` for a ``field_sources`` label."""
+    kind = label.split(":", 1)[0]
+    if kind in _ARXIV_KINDS:
+        return "arxiv"
+    if kind in _HF_KINDS:
+        return "hf"
+    return "feed"
+
+
+def _rank(source: str, name: str) -> int:
+    return _RANK[source][0 if name in _HF_FIELDS else 1]
+
+
+def _stored_class(paper: Paper, name: str) -> str:
+    """Who set a stored field: as recorded, or (a paper stored before that was kept)
+    the most authoritative source the paper was seen in."""
+    label = (paper.field_sources or {}).get(name)
+    if label is not None:
+        return source_class(label)
+    seen = set(paper.sources or [])
+    candidates: list[str] = [c for c in ("arxiv", "hf") if c in seen] or ["feed"]
+    return max(candidates, key=lambda c: _rank(c, name))
 
 
 @dataclass
@@ -49,6 +107,8 @@ def merge_records(
     records: Iterable[PaperRecord],
     now: datetime,
     on_new_papers: NewPapersHook | None = None,
+    *,
+    feed: Feed | None = None,
 ) -> MergeCounts:
     """Upsert records into ``papers``; returns how many were new, updated or unchanged."""
     by_key: dict[str, PaperRecord] = {}
@@ -68,11 +128,11 @@ def merge_records(
                 # A revision of a paper we never stored is old news: not a new paper.
                 counts.unchanged += 1
                 continue
-            paper = _new_paper(record, now)
+            paper = _new_paper(record, now, source_label(record, feed))
             session.add(paper)
             new_papers.append(paper)
             counts.new += 1
-        elif _apply(paper, record, now):
+        elif _apply(paper, record, now, source_label(record, feed)):
             counts.updated += 1
         else:
             counts.unchanged += 1
@@ -122,8 +182,8 @@ def _combine(a: PaperRecord, b: PaperRecord) -> PaperRecord:
     return newer
 
 
-def _new_paper(record: PaperRecord, now: datetime) -> Paper:
-    return Paper(
+def _new_paper(record: PaperRecord, now: datetime, label: str) -> Paper:
+    paper = Paper(
         key=record.key,
         arxiv_id=record.arxiv_id,
         version=record.version,
@@ -144,44 +204,86 @@ def _new_paper(record: PaperRecord, now: datetime) -> Paper:
         first_seen_at=now,
         last_seen_at=now,
     )
+    if source_class(label) == "feed" and record.arxiv_id:
+        # A generic feed names an arXiv version it cannot vouch for: arXiv will say.
+        paper.version = None
+    paper.field_sources = {name: label for name in TRACKED_FIELDS if _present(getattr(paper, name))}
+    return paper
 
 
-def _apply(paper: Paper, record: PaperRecord, now: datetime) -> bool:
-    """Merge one sighting into a stored paper; True if anything the reader sees changed."""
+def _present(value: object) -> bool:
+    return value is not None and value != "" and value != []
+
+
+def _apply(paper: Paper, record: PaperRecord, now: datetime, label: str) -> bool:
+    """Merge one sighting into a stored paper; True if anything the reader sees changed.
+
+    Each field is written only by a source at least as authoritative as the one that
+    set it (an empty field by anyone); at equal authority, text follows a newer
+    version, counts the latest sighting, dates the earliest publication and the
+    latest update.
+    """
     changed = False
+    incoming = source_class(label)
+    field_sources = dict(paper.field_sources or {})
+
+    def outranks(name: str) -> int:
+        """>0: the record's source outranks the field's setter; 0: equal; <0: lower."""
+        if not _present(getattr(paper, name)):
+            return 1
+        return _rank(incoming, name) - _rank(_stored_class(paper, name), name)
 
     def put(name: str, value: object) -> None:
         nonlocal changed
-        if value is not None and getattr(paper, name) != value:
+        if value is None:
+            return
+        if getattr(paper, name) != value:
             setattr(paper, name, value)
             changed = True
+        if name in TRACKED_FIELDS:
+            field_sources[name] = label
 
-    newer_version = record.version is not None and (paper.version or 0) < record.version
+    # Only arXiv (or whoever already numbered a paper arXiv does not know) moves versions.
+    newer_version = (
+        record.version is not None
+        and not (incoming == "feed" and paper.arxiv_id)
+        and (paper.version or 0) < record.version
+        and outranks("version") >= 0
+    )
     if newer_version:
         put("version", record.version)
-    for name in _TEXT_FIELDS:
+    for name in (*_TEXT_FIELDS, *_FILL_FIELDS):
         value = getattr(record, name)
-        if value and (newer_version or not getattr(paper, name)):
+        rank = outranks(name)
+        if value and (rank > 0 or (rank == 0 and newer_version)):
             put(name, list(value) if isinstance(value, list) else value)
-    for name in _FILL_FIELDS:
-        value = getattr(record, name)
-        if value and (newer_version or not getattr(paper, name)):
-            put(name, value)
-    if record.updated_at and (paper.updated_at is None or record.updated_at > paper.updated_at):
-        put("updated_at", record.updated_at)
+    if record.categories:
+        rank = outranks("categories")
+        if rank > 0 and _present(paper.categories):
+            put("categories", list(record.categories))  # a better source's own list
+        elif rank >= 0:
+            put("categories", _union(paper.categories, record.categories))
+    if record.updated_at:
+        rank = outranks("updated_at")
+        if rank > 0 or (rank == 0 and paper.updated_at and record.updated_at > paper.updated_at):
+            put("updated_at", record.updated_at)
+    if record.published_at:
+        rank = outranks("published_at")
+        if rank > 0 or (
+            rank == 0 and paper.published_at and record.published_at < paper.published_at
+        ):
+            put("published_at", record.published_at)
     # Hugging Face counts move every hour: the latest sighting is the truth.
-    put("upvotes", record.upvotes)
-    put("comments", record.comments)
+    for name in ("upvotes", "comments"):
+        if getattr(record, name) is not None and outranks(name) >= 0:
+            put(name, getattr(record, name))
     if record.arxiv_id and not paper.arxiv_id:
         put("arxiv_id", record.arxiv_id)
         put("key", record.key)  # found by DOI: the arXiv id is the better key
-    if record.published_at and (
-        paper.published_at is None or record.published_at < paper.published_at
-    ):
-        put("published_at", record.published_at)
-    put("categories", _union(paper.categories, record.categories))
     if record.source:
         put("sources", _union(paper.sources, [record.source]))
+    if field_sources != (paper.field_sources or {}):
+        paper.field_sources = field_sources
     paper.last_seen_at = now
     return changed
 

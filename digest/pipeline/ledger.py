@@ -28,6 +28,7 @@ from digest.pipeline.compose import (
     period_length,
     window_for,
 )
+from digest.store import db
 from digest.store.dialect import lock_paper_stamps
 from digest.store.models import Digest, DigestStatus, SubscriberStatus
 from digest.store.suppression import suppress, suppressed_keys
@@ -140,6 +141,7 @@ class LedgerBatch:
         # Only what the email carries counts as shown (a huge day may not all fit).
         digest.paper_ids = composed.shown_ids
         message = composed.message
+        db.end_transaction(self.session)  # no lock held while the mail server answers
         outcome = transport.send(
             message.envelope_from,
             message.to,

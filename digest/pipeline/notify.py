@@ -229,6 +229,7 @@ def _send_one(
     except DigestError as exc:
         log.warning("%s email %s cannot be built: %s", row.kind, row.id, exc)
         return _finish(row, NotificationStatus.FAILED, f"cannot build the message: {exc}")
+    db.end_transaction(session)  # no lock held while the mail server answers
     outcome = transport.send(built.envelope_from, built.to, built.data, built.message_id)
     return _record(session, row, subscriber, outcome, now)
 

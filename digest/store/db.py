@@ -8,7 +8,7 @@ migrations to a fresh SQLite file by itself; on PostgreSQL an operator runs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,22 +25,48 @@ from digest.core import caches
 from digest.errors import DatabaseError
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets the web app read while a worker writes; busy_timeout turns a brief
-    # writer collision into a wait instead of "database is locked".
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling issues a deferred BEGIN before the first
+        # write; ours (_sqlite_begin) must be the only one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets the web app read while a worker writes; busy_timeout turns a brief
+        # writer collision into a wait instead of "database is locked".
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
+
+
+SQLITE_BUSY_SECONDS = 30.0
+
+#: The execution option of a session whose transactions begin deferred (see
+#: :func:`session_factory`).
+DEFERRED = "digest_deferred"
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # In WAL mode a deferred transaction that reads and then writes fails at once with
+    # "database is locked" (SQLITE_BUSY_SNAPSHOT) if another connection committed in
+    # between, and busy_timeout does not apply. BEGIN IMMEDIATE takes the write lock
+    # first (waiting busy_timeout for it), so a writer never fails half-way. Readers
+    # ask for a plain BEGIN: they never block a writer nor wait for one.
+    deferred = connection.get_execution_options().get(DEFERRED, False)
+    connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        # How long a writer waits for another's lock: 30 s, or the URL's ?timeout=S.
+        busy = float(make_url(url).query.get("timeout") or SQLITE_BUSY_SECONDS)  # type: ignore[arg-type]
+        engine = create_engine(url, connect_args={"timeout": busy})
+        event.listen(engine, "connect", _sqlite_pragmas(busy))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
@@ -64,14 +90,31 @@ def dispose_engines() -> None:
         engine.dispose()
 
 
-def session_factory(settings: Settings) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(settings.database_url), expire_on_commit=False)
+def session_factory(settings: Settings, *, deferred: bool = False) -> sessionmaker[Session]:
+    """Sessions on the settings' database.
+
+    ``deferred`` ones begin a plain (deferred) transaction on SQLite: they never take
+    the write lock to read, so a reader never blocks a writer nor waits for one. A
+    deferred transaction that reads and then writes fails with "database is locked"
+    when another connection committed in between: only for readers, and for a caller
+    that commits its writes before anyone else can (tests).
+    """
+    engine = engine_for(settings.database_url)
+    if deferred:
+        engine = engine.execution_options(**{DEFERRED: True})
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager
-def session_scope(settings: Settings) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any exception."""
-    session = session_factory(settings)()
+def session_scope(settings: Settings, *, read_only: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any exception.
+
+    On SQLite every transaction of a session that may write begins with
+    ``BEGIN IMMEDIATE``: it waits for the write lock up front rather than failing
+    half-way (ARCHITECTURE.md); keep such transactions short and never hold one
+    across network I/O. ``read_only`` sessions begin a plain snapshot instead.
+    """
+    session = session_factory(settings, deferred=read_only)()
     try:
         yield session
         session.commit()
@@ -80,6 +123,18 @@ def session_scope(settings: Settings) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def end_transaction(session: Session) -> None:
+    """Commit the session's open transaction, if it has one, before slow network I/O.
+
+    On SQLite the transaction holds the database's write lock (``BEGIN IMMEDIATE``):
+    held across an SMTP conversation it would make every other writer (a web
+    unsubscribe, ingest) wait for the mail server. With nothing open this is free:
+    pending changes stay in the session for the next commit.
+    """
+    if session.in_transaction():
+        session.commit()
 
 
 def alembic_config(url: str) -> Config:
@@ -96,7 +151,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def current_revision(url: str) -> str | None:
-    with engine_for(url).connect() as connection:
+    with engine_for(url).execution_options(**{DEFERRED: True}).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -139,6 +140,11 @@ class Paper(Base):
     comments: Mapped[int | None] = mapped_column(Integer)
     # Source tags ("arxiv", "hf", a generic feed's ``Feed.source``) for `source:` queries.
     sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Which source set each field: field name -> "<feed kind>:<feed id>" (or a source tag),
+    # so a generic feed can never overwrite what arXiv or Hugging Face own (ingest.merge).
+    field_sources: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
     published_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
     # Digests are built from "first seen since the last digest": this is the clock.

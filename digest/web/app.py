@@ -41,6 +41,7 @@ from digest.web.security import (
     configure_csrf,
     configure_limits,
     configure_sessions,
+    limit_bodies,
     security_headers,
     trust_proxies,
 )
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.jinja_loader = ChoiceLoader([PackageLoader(TEMPLATE_PACKAGE, "web")])
     app.extensions["digest.settings"] = settings
     configure_sessions(app, settings)
+    limit_bodies(app, settings)
     trust_proxies(app, settings)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)

@@ -76,7 +76,8 @@ class WeekIndexes:
     def _build(settings: Settings, entry: _Entry) -> None:
         started = time.monotonic()
         try:
-            with db.session_scope(settings) as session:
+            # Read-only: a page's own writing transaction must not keep it waiting.
+            with db.session_scope(settings, read_only=True) as session:
                 backtest = Backtest(session, DAYS)
                 backtest.count("trending")  # any query: it builds the index, once
             entry.backtest, entry.built = backtest, time.monotonic()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import (
     MethodNotAllowed,
@@ -21,7 +21,6 @@ from werkzeug.exceptions import (
 from digest.web.fields import SIGNUP_FIELDS
 from digest.web.newlink import link_form
 from digest.web.pages import message_page
-from digest.web.security import MAX_BODY
 from digest.web.subscribe import signup_form
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,8 @@ def form_expired(exc: CSRFError) -> Response:
 def too_large(exc: RequestEntityTooLarge) -> Response:
     return message_page(
         "That was too much at once",
-        f"The form sent more than {MAX_BODY // 1024} KB, so nothing was saved.",
+        f"The form sent more than {(current_app.config['MAX_CONTENT_LENGTH'] or 0) // 1024} KB, "
+        "so nothing was saved.",
         "A topic can be up to 1,000 characters and you can have up to 50 topics. "
         "Go back, shorten what you typed and send it again.",
         status=413,

@@ -14,7 +14,7 @@ Endpoints (``feed_server.url(path)`` builds the absolute URL):
   If-Modified-Since not older than the file). ``?gzip=1`` gzips it when the client
   accepts gzip; ``?encoding=gzip|deflate|deflate-raw|broken-gzip|br`` encodes it
   that way regardless (``br`` only claims to). ``?type=...`` overrides the
-  Content-Type.
+  Content-Type; ``?delay=S`` waits S seconds before answering.
 - any path given to ``feed_server.put(path, body, content_type)``: that body, with
   the same validator handling (change it with another ``put`` to get a new ETag).
 - ``/slow?seconds=N``: waits N seconds (default 30) before answering.
@@ -234,6 +234,8 @@ def _make_handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 "ETag": content.etag,
                 "Last-Modified": formatdate(content.last_modified, usegmt=True),
             }
+            if not self._wait(float(self._param(query, "delay", "0"))):
+                return
             if self._not_modified(content):
                 self.send_response(304)
                 for name, value in validators.items():

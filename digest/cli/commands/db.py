@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cli.common import get_settings
 from digest.store import db
@@ -23,8 +24,11 @@ def upgrade(revision: str) -> None:
     settings = get_settings()
     try:
         db.upgrade(settings.database_url, revision)
-    except Exception as exc:
-        raise click.ClickException(f"migration failed: {exc}") from exc
+    except SQLAlchemyError:
+        raise  # the CLI group says it in one line naming the database, without SQL
+    except Exception as exc:  # Alembic's own: an unknown revision, a broken chain
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise click.ClickException(f"migration failed: {first}") from exc
     click.echo(f"database at {db.current_revision(settings.database_url)}")
 
 

@@ -48,6 +48,46 @@ def list_(since: datetime | None, limit: int, as_json: bool) -> None:
         )
 
 
+@group.command("show")
+@click.argument("ref", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def show(ref: str, as_json: bool) -> None:
+    """Show one paper: every field, and which feed set it.
+
+    ID is the paper's id (`digest papers list`), its key or its arXiv id. A source
+    is authoritative only for what it owns: arXiv for text, authors, categories and
+    versions, Hugging Face for upvotes; other feeds only fill empty fields.
+
+    Example: digest papers show 2507.10753
+    """
+    with open_session() as session:
+        paper = ingest.get_paper(session, ref)
+        rows = ingest.field_sources(session, paper)
+        record = paper_dict(paper)
+    if as_json:
+        record["field_sources"] = {r.field: r.label for r in rows}
+        echo_json(record)
+        return
+    click.echo(f"paper {paper.id}: {paper.key}")
+    click.echo(f"  first seen  {paper.first_seen_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"  last seen   {paper.last_seen_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"  seen in     {', '.join(paper.sources) or '-'}")
+    for row in rows:
+        value = _shown(row.value)
+        click.echo(f"  {row.field:<16} {value}")
+        click.echo(f"  {'':<16} set by {row.described}")
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, list):
+        return "; ".join(map(str, value))
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    return str(value)
+
+
 def paper_dict(paper: Paper) -> dict[str, object]:
     return {
         "id": paper.id,

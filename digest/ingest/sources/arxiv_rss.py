@@ -26,6 +26,7 @@ from digest.errors import FeedFormatError
 from digest.ingest.sources import _xml
 from digest.ingest.sources.base import FeedParseResult, PaperRecord
 from digest.ingest.sources.ids import (
+    MAX_FIELD_CHARS,
     arxiv_abs_url,
     arxiv_pdf_url,
     extract_arxiv_id,
@@ -144,7 +145,7 @@ def _record(
     skipped: list[str],
 ) -> PaperRecord | None:
     title = clean_text(fields.get("title"))
-    description = fields.get("description", "")
+    description = fields.get("description", "")[:MAX_FIELD_CHARS]
     prefix = _PREFIX_RE.match(description)
     assert prefix is not None  # every group is optional
 

@@ -21,6 +21,12 @@ from digest.core.text import clean_text, strip_control
 if TYPE_CHECKING:
     from digest.ingest.sources.base import PaperRecord
 
+#: The most of one feed text field (an abstract with its markup) read: fields are cut to
+#: this before any regex, so the work on a hostile one stays bounded.
+MAX_FIELD_CHARS = 100_000
+#: The most of an identifier or link read; no real one comes near it.
+MAX_ID_CHARS = 4096
+
 # --- arXiv identifiers ---------------------------------------------------------------
 
 # New style (April 2007 on): YYMM.NNNN (to 2014) or YYMM.NNNNN (2015 on), optional vN.
@@ -61,7 +67,7 @@ def extract_arxiv_id(text: str | None) -> tuple[str, int | None] | None:
     """
     if not text:
         return None
-    text = strip_control(text)
+    text = strip_control(text[:MAX_ID_CHARS])
     m = _BARE_RE.match(text) or _MARKED_RE.search(text)
     return _id_from_match(m) if m else None
 
@@ -89,7 +95,7 @@ def extract_doi(text: str | None) -> str | None:
     """A normalised DOI (lower case, no ``doi:``/resolver prefix) found in ``text``."""
     if not text:
         return None
-    text = strip_control(text)
+    text = strip_control(text[:MAX_ID_CHARS])
     if "%2f" in text.lower():  # doi.org/10.1101%2F2024... as some feeds percent-encode it
         text = unquote(text)
     m = _DOI_RE.search(text)
@@ -123,8 +129,10 @@ def paper_key(arxiv_id: str | None, doi: str | None, link: str | None) -> str | 
 # --- text ----------------------------------------------------------------------------
 
 _COMMENT_RE = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+# Every class after a "<" stops at the next "<" too: "[^>]*" would rescan the rest of
+# "<script <script <script …" from every match (quadratic: a 1 MB body took minutes).
 _DROP_BLOCK_RE = re.compile(
-    r"<(script|style|head|template)\b[^>]*>.*?(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL
+    r"<(script|style|head|template)\b[^<>]*>.*?(?:</\1\s*>|$)", re.IGNORECASE | re.DOTALL
 )
 # Only things that really look like tags: "<" + a letter-led name, then whitespace,
 # "/" or ">". A plain-text "p<0.05" or "$n<m$" is left alone.
@@ -142,6 +150,8 @@ def html_to_text(text: str | None) -> str:
     """
     if not text:
         return ""
+    # Capped before any regex: no feed field needs more, and the work stays bounded.
+    text = text[:MAX_FIELD_CHARS]
     if "<" in text:  # most arXiv abstracts have neither markup nor entities
         if "<!--" in text:
             text = _COMMENT_RE.sub(" ", text)
@@ -168,7 +178,7 @@ def safe_http_url(text: str | None, base: str | None = None) -> str | None:
     ``\\x01javascript:`` are all recognised and refused. A relative link is
     resolved against ``base`` (the feed URL) when one is given.
     """
-    if not text:
+    if not text or len(text) > MAX_ID_CHARS:
         return None
     url = html.unescape(html.unescape(text))  # feeds double-escape more often than not
     # As browsers do (WHATWG URL): tabs and newlines vanish anywhere, other controls and
