@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import exists, literal, or_, select
+from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.core.schedule import current_period
 from digest.store import db
-from digest.store.dialect import dialect_insert
+from digest.store.dialect import ANALYZE_AFTER_ROWS, analyze, dialect_insert
 from digest.store.models import Digest, DigestStatus, Subscriber, SubscriberStatus
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,12 @@ def plan(settings: Settings, now: datetime) -> list[int]:
     """Insert the digest rows that are due and missing; return the new rows' ids.
 
     Subscribers are grouped by schedule (time zone, frequency, weekday, hour): each
-    group has one current period, and its rows go in with one INSERT … SELECT that
-    skips rows that already exist, so running this twice, or from two beat processes
-    at once, inserts nothing the second time.
+    group has one current period, and its rows go in with one INSERT … SELECT whose
+    ON CONFLICT DO NOTHING on (reader, period) skips rows that already exist, so
+    running this twice, or from two beat processes at once, inserts nothing the second
+    time. No ``NOT EXISTS`` as well: on a fresh ledger PostgreSQL ran it as a nested
+    loop over the rows being inserted (quadratic: 3 s for 10,000 readers); the unique
+    key alone is one index probe per row.
     """
     db.ensure_schema(settings)
     new_ids: list[int] = []
@@ -50,6 +53,9 @@ def plan(settings: Settings, now: datetime) -> list[int]:
             new_ids += _insert_planned(
                 session, now, period.label, period.due_at, tz, frequency, weekday, hour
             )
+        if len(new_ids) >= ANALYZE_AFTER_ROWS:
+            # The claims, sweeps and progress counts that follow are planned on fresh numbers.
+            analyze(session, "digests")
     return new_ids
 
 
@@ -81,7 +87,6 @@ def _insert_planned(
         # A period that came before the reader confirmed is not theirs: the first
         # digest is the next one, not an immediate catch-up.
         or_(Subscriber.confirmed_at.is_(None), Subscriber.confirmed_at <= due_at),
-        ~exists().where(Digest.subscriber_id == Subscriber.id, Digest.period == period),
     )
     statement = (
         dialect_insert(session, Digest)
