@@ -11,7 +11,8 @@ Message-ID. In the same run:
 
 1. **limit**: one real digest of ours, pre-built, blasted over as many smtplib
    connections as the workers have processes;
-2. **baseline**: the usual approach (bench/e2ebase.py) on a sample of readers;
+2. **baseline**: the usual approach (bench/e2ebase.py) on a sample of readers, MJML
+   compiled per email; and **careful**, the same with MJML compiled once per process;
 3. **distributed**: ``digest run --wait`` with PostgreSQL, a private Redis and one
    ``celery -A workers worker -c C``;
 4. **in-process**: ``digest run`` on SQLite, no broker, SMTP to the sink.
@@ -165,16 +166,16 @@ def the_limit(work: Path, kept: Path, messages: int, connections: int) -> dict[s
 
 
 def the_baseline(
-    work: Path, url: str, sample: int, at: datetime, connections: int
+    work: Path, url: str, sample: int, at: datetime, connections: int, mjml_each: bool = True
 ) -> dict[str, object]:
     engine = create_engine(url)
     with engine.connect() as conn:
         ids = list(conn.scalars(select(Subscriber.id).order_by(Subscriber.id).limit(sample)))
     engine.dispose()
-    record = work / "baseline.tsv"
+    record = work / f"baseline-{'each' if mjml_each else 'once'}.tsv"
     sink = kit.start_sink(record)
     try:
-        wall = e2ebase.baseline(url, sink.port, ids, at, connections)
+        wall = e2ebase.baseline(url, sink.port, ids, at, connections, mjml_each)
     finally:
         sink.stop()
     n, per_s, _, _ = rate(record)
@@ -279,6 +280,10 @@ def main() -> None:
                 work, sqlite_url, args.baseline, day.at, args.concurrency
             )
             show("baseline", results["baseline"])
+            results["careful"] = the_baseline(
+                work, sqlite_url, args.baseline, day.at, args.concurrency, mjml_each=False
+            )
+            show("careful", results["careful"])
         for phase, c in (("distributed", args.concurrency), ("distributed1", 1)):
             if phase in phases:
                 if phase == "distributed1" and "distributed" in phases:
@@ -325,7 +330,7 @@ def ratios(results: dict[str, dict[str, object]]) -> dict[str, float]:
         ours = per_s(run)
         if ours is None:
             continue
-        for ref in ("limit", "baseline"):
+        for ref in ("limit", "baseline", "careful"):
             theirs = per_s(ref)
             if theirs:
                 out[f"{run} / {ref}"] = ours / theirs

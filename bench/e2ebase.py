@@ -8,6 +8,8 @@
   per process), MJML compiled for every email, `email.message.EmailMessage` for the
   MIME, smtplib over one reused connection per process. No Celery: a task costs
   another ~1 ms there (NOTES.md), so the baseline here is, if anything, flattered.
+  With ``mjml_each=False`` the same but MJML compiled once per process: the
+  "careful" baseline, since compiling MJML (~100 ms) otherwise dwarfs the rest.
 """
 
 from __future__ import annotations
@@ -77,12 +79,15 @@ def settings_for(database_url: str) -> Settings:
     )
 
 
-def _one_email(settings: Settings, session, index, papers, subscriber_id, at, smtp) -> None:  # type: ignore[no-untyped-def]
+def _one_email(
+    settings: Settings, session, index, papers, subscriber_id, at, smtp, mjml_each
+) -> None:  # type: ignore[no-untyped-def]
     subscriber = session.get(Subscriber, subscriber_id)
     matched = matching.match_subscriber(index, topic_specs(subscriber), subscriber.max_papers)
     if not matched:
         return
-    render.compiled_templates.cache_clear()  # MJML compiled for this email
+    if mjml_each:
+        render.compiled_templates.cache_clear()  # MJML compiled for this email
     rendered = render.render_digest(
         render.DigestContext(
             settings=settings,
@@ -111,7 +116,7 @@ def _one_email(settings: Settings, session, index, papers, subscriber_id, at, sm
 
 
 def _baseline_worker(
-    ready: Barrier, database_url: str, port: int, ids: list[int], at: datetime
+    ready: Barrier, database_url: str, port: int, ids: list[int], at: datetime, mjml_each: bool
 ) -> None:
     settings = settings_for(database_url)
     factory = db.session_factory(settings)
@@ -129,10 +134,18 @@ def _baseline_worker(
         ready.wait()
         for subscriber_id in ids:
             with factory() as session:  # a task per email
-                _one_email(settings, session, index, papers, subscriber_id, at, smtp)
+                _one_email(settings, session, index, papers, subscriber_id, at, smtp, mjml_each)
 
 
-def baseline(database_url: str, port: int, ids: list[int], at: datetime, connections: int) -> float:
+def baseline(
+    database_url: str,
+    port: int,
+    ids: list[int],
+    at: datetime,
+    connections: int,
+    mjml_each: bool = True,
+) -> float:
     """Seconds for the usual approach to send the digests of ``ids``."""
     shares = [ids[k::connections] for k in range(connections)]
-    return _parallel(_baseline_worker, [(database_url, port, s, at) for s in shares])
+    jobs = [(database_url, port, s, at, mjml_each) for s in shares]
+    return _parallel(_baseline_worker, jobs)
