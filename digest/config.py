@@ -107,6 +107,8 @@ class Settings:
     quiet_day_note: bool = False
     lease_seconds: int = 600
     batch_size: int = 100
+    # Outcomes committed together: a killed sender may resend at most this many.
+    commit_every: int = 10
     ingest_interval_minutes: int = 60
     plan_interval_seconds: int = 300
     sweep_interval_seconds: int = 120
@@ -262,6 +264,8 @@ class Settings:
             values["lease_seconds"] = int(_number("DIGEST_LEASE_SECONDS", v, int, 10))
         if v := get("DIGEST_BATCH_SIZE"):
             values["batch_size"] = int(_number("DIGEST_BATCH_SIZE", v, int, 1))
+        if v := get("DIGEST_COMMIT_EVERY"):
+            values["commit_every"] = int(_number("DIGEST_COMMIT_EVERY", v, int, 1))
         if v := get("DIGEST_INGEST_INTERVAL_MINUTES"):
             values["ingest_interval_minutes"] = int(
                 _number("DIGEST_INGEST_INTERVAL_MINUTES", v, int, 1)

@@ -16,6 +16,7 @@ import redis
 
 from digest.config import Settings
 from digest.errors import BrokerError
+from digest.pipeline import RunScope
 from workers.tasks import enqueue_sends, run
 
 #: Seconds to wait for the broker to answer a PING before saying it cannot be reached.
@@ -78,13 +79,15 @@ def check_broker(settings: Settings, timeout: float = REACH_TIMEOUT) -> None:
 
 def dispatch_run(
     settings: Settings, now: datetime | None, fetch: bool, wait_for_plan: bool, timeout: float
-) -> list[int] | None:
-    """Enqueue one run; with ``wait_for_plan``, return the ids of the digests it covers."""
+) -> RunScope | None:
+    """Enqueue one run; with ``wait_for_plan``, return the scope of the digests it covers
+    (None if none were due)."""
     check_broker(settings)
     result = run.apply_async(args=[now.isoformat() if now else None, fetch])
     if not wait_for_plan:
         return None
-    return [int(i) for i in result.get(timeout=timeout)]
+    scope = result.get(timeout=timeout)
+    return RunScope.from_dict(scope) if scope else None
 
 
 def wake_senders(settings: Settings, ids: Sequence[int]) -> None:

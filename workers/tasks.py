@@ -6,9 +6,12 @@ so a worker never wakes another for a row that does not exist yet.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy.exc import OperationalError
+from celery.signals import worker_process_init
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from digest import pipeline
 from digest.config import get_settings
@@ -17,6 +20,17 @@ from workers.celery_app import app
 
 # Database hiccups are worth a quick retry; anything else is left to the sweeper.
 RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 5, "max_retries": 5}
+
+log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def warm_up(**_: Any) -> None:
+    """Each pool process reads and indexes the day's papers once, before its first batch."""
+    try:
+        pipeline.warm_up(get_settings())
+    except SQLAlchemyError as exc:  # the batches will say so; a worker still starts
+        log.warning("could not read the day's papers at start: %s", exc)
 
 
 @app.task(name="digest.ingest", **RETRY)
@@ -54,8 +68,9 @@ def notify() -> dict[str, int]:
 
 
 @app.task(name="digest.run", ignore_result=False)
-def run(at: str | None = None, fetch: bool = True) -> list[int]:
-    """`digest run` with a broker: ingest, plan, enqueue; returns the digests it covers."""
+def run(at: str | None = None, fetch: bool = True) -> dict[str, object] | None:
+    """`digest run` with a broker: ingest, plan, enqueue; returns the scope of the
+    digests it covers (for `--wait`), or None when none were due."""
     settings = get_settings()
     now = _when(at)
     if fetch:
@@ -64,7 +79,8 @@ def run(at: str | None = None, fetch: bool = True) -> list[int]:
         set(pipeline.plan(settings, now)) | set(pipeline.sweep(settings, now, grace=False))
     )
     enqueue_sends(ids, settings.batch_size, at)
-    return ids
+    scope = pipeline.run_scope(settings, ids)
+    return scope.as_dict() if scope else None
 
 
 def enqueue_sends(ids: list[int], batch_size: int, at: str | None = None) -> None:

@@ -12,6 +12,7 @@ from digest.pipeline.compose import ComposedDigest, DigestBuilder, DigestSpec, W
 from digest.pipeline.lease import SETTLED, claim, renew_lease, sweep, worker_id
 from digest.pipeline.plan import plan
 from digest.pipeline.run import (
+    RunScope,
     RunSummary,
     batches,
     embed_new_papers,
@@ -19,6 +20,8 @@ from digest.pipeline.run import (
     next_digests,
     period_progress,
     run_once,
+    run_scope,
+    warm_up,
 )
 from digest.pipeline.send import BREAKER_THRESHOLD, BatchResult, send_batch
 from digest.pipeline.upcoming import Upcoming, upcoming
@@ -30,6 +33,7 @@ __all__ = [
     "ComposedDigest",
     "DigestBuilder",
     "DigestSpec",
+    "RunScope",
     "RunSummary",
     "Upcoming",
     "Window",
@@ -43,8 +47,10 @@ __all__ = [
     "plan",
     "renew_lease",
     "run_once",
+    "run_scope",
     "send_batch",
     "sweep",
     "upcoming",
+    "warm_up",
     "worker_id",
 ]

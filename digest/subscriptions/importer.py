@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from digest.core.clock import utcnow
 from digest.errors import SubscriptionError
-from digest.store.dialect import insert_ignore
+from digest.store.dialect import ANALYZE_AFTER_ROWS, analyze, insert_ignore
 from digest.store.models import Subscriber, SubscriberStatus, Topic, new_link_secret
 from digest.subscriptions.cells import (
     EXPORT_COLUMNS,
@@ -384,6 +384,9 @@ def import_csv(
             _insert_chunk(session, fresh[start : start + _CHUNK], consent_detail, report)
     # Our inserts bypassed the identity map: make later ORM reads see them.
     session.expire_all()
+    if not dry_run and report.imported + report.updated >= ANALYZE_AFTER_ROWS:
+        # The plan that follows an import reads these tables: give it true numbers.
+        analyze(session, "subscribers", "topics")
     report.errors.sort(key=lambda e: e.line)
     return report
 

@@ -102,7 +102,7 @@ def _run_on_workers(
 
     require_safe_links(settings)  # the workers would refuse every batch: say so here, now
     try:
-        ids = dispatch_run(settings, now, fetch, wait_for_plan=wait, timeout=timeout)
+        scope = dispatch_run(settings, now, fetch, wait_for_plan=wait, timeout=timeout)
     except (click.ClickException, DigestError):
         raise  # one line already (e.g. the broker cannot be reached)
     except Exception as exc:
@@ -111,17 +111,22 @@ def _run_on_workers(
         click.echo("handed to the workers (follow with `digest stats`, or use --wait)")
         click.echo(f"mail: {settings.mail_destination()} (as configured for this command)")
         return
-    assert ids is not None
     deadline = time.monotonic() + timeout
-    settled = 0
+    settled = total = 0
     progress: dict[str, int] = {}
-    with click.progressbar(length=len(ids), label="sending", show_pos=True) as bar:
-        while ids:
-            progress = pipeline.period_progress(settings, ids)
-            done = sum(n for s, n in progress.items() if s in {x.value for x in pipeline.SETTLED})
+    settled_states = {x.value for x in pipeline.SETTLED}
+    with click.progressbar(
+        length=scope.count if scope else 0, label="sending", show_pos=True
+    ) as bar:
+        while scope is not None:
+            # One COUNT by status over the run's periods and id range, once a second.
+            progress = pipeline.period_progress(settings, scope)
+            total = sum(progress.values())
+            done = sum(n for s, n in progress.items() if s in settled_states)
+            bar.length = max(bar.length or 0, total)
             bar.update(done - settled)
             settled = done
-            if done >= len(ids) or time.monotonic() > deadline:
+            if done >= total or time.monotonic() > deadline:
                 break
             time.sleep(1)
     upcoming = pipeline.next_digests(settings, now)
@@ -138,8 +143,8 @@ def _run_on_workers(
         if progress:
             click.echo(f"mail: {settings.mail_destination()}")
         click.echo(upcoming.describe())
-    if settled < len(ids):
-        left = len(ids) - settled
+    if settled < total:
+        left = total - settled
         raise click.ClickException(f"{plural(left, 'digest')} still pending after {timeout:.0f} s")
 
 
