@@ -78,7 +78,9 @@ def cases() -> dict[str, Callable[[], DigestContext]]:
     out: dict[str, Callable[[], DigestContext]] = {
         "seed15_web": lambda: context(plain, seed_papers(15), web_url=web),
         "seed30_inbound_stop": lambda: context(inbound, seed, stop_url=stop, web_url=web),
-        "seed12_weekly_beyond": lambda: context(plain, seed_papers(12), weekly=True, beyond_limit=7),
+        "seed12_weekly_beyond": lambda: context(
+            plain, seed_papers(12), weekly=True, beyond_limit=7
+        ),
         "hostile": lambda: context(plain, hostile_papers(), topic_labels=["agents"]),
         "hostile_inbound": lambda: context(inbound, hostile_papers(), stop_url=stop),
         "too_big": lambda: context(plain, big),
@@ -89,16 +91,14 @@ def cases() -> dict[str, Callable[[], DigestContext]]:
         "quiet_weekly_inbound": lambda: context(inbound, [], papers_arrived=3, weekly=True),
     }
     for n in range(8):
-        out[f"reader{n}"] = (
-            lambda n=n: context(
-                inbound if n % 2 else plain,
-                reader(n),
-                email=f"reader{n}@example.org",
-                topic_labels=other_labels[n % 4 :] + other_labels[: n % 4],
-                stop_url=stop if n % 3 else None,
-                web_url=web if n % 2 else None,
-                beyond_limit=n % 3,
-            )
+        out[f"reader{n}"] = lambda n=n: context(
+            inbound if n % 2 else plain,
+            reader(n),
+            email=f"reader{n}@example.org",
+            topic_labels=other_labels[n % 4 :] + other_labels[: n % 4],
+            stop_url=stop if n % 3 else None,
+            web_url=web if n % 2 else None,
+            beyond_limit=n % 3,
         )
     return out
 
