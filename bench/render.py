@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -38,15 +39,13 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import re
-
 from digest import render
 from digest.config import Settings
-from digest.render import emails as render_emails
-from digest.render import templates as render_templates
 from digest.core.clock import utcnow
 from digest.deliver.message import build_message, make_message_id
 from digest.match.rank import MatchedPaper, TopicHit
+from digest.render import emails as render_emails
+from digest.render import templates as render_templates
 
 SEED = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed_papers.json"
 LABELS = ["machine unlearning", "jailbreaks", "agents"]
