@@ -255,7 +255,9 @@ def main() -> None:
     print()
     print(f"{'what':40} {'per second':>12} {'median ms':>10}")
     print(f"{'render, cards laid out per reader':40} {whole_rate:12.0f} {1000 / whole_rate:10.3f}")
-    print(f"{'render, cards laid out once, reused':40} {reuse_rate:12.0f} {1000 / reuse_rate:10.3f}")
+    print(
+        f"{'render, cards laid out once, reused':40} {reuse_rate:12.0f} {1000 / reuse_rate:10.3f}"
+    )
     print(f"{'  ratio':40} {reuse_rate / whole_rate:11.1f}x")
     print(f"{'render, MJML compiled once (cached)':40} {once_rate:12.0f} {once_ms:10.3f}")
     print(f"{'render, MJML compiled per email':40} {per_rate:12.0f} {per_ms:10.3f}")
