@@ -40,7 +40,9 @@ def send_all(transport: SmtpTransport, recipients: list[str]) -> dict[str, Outco
 
 
 @pytest.mark.integration
-def test_outcomes_message_by_message(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_outcomes_message_by_message(smtp_server: SmtpSink, pipelining: bool) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.rcpt_replies.update(
         {
             "closing@example.org": "421 4.3.2 Service shutting down",
@@ -69,6 +71,8 @@ def test_outcomes_message_by_message(smtp_server: SmtpSink) -> None:
     ]
     with SmtpTransport(smtp_server.url) as transport:
         out = send_all(transport, order)
+        # Pipelined exactly when offered, one write per transaction.
+        assert transport.pipelined == (len(order) if pipelining else 0)
     expect = {
         "ok1@example.org": ("sent", 250, "rcpt?"),
         "closing@example.org": ("transient", 421, "rcpt"),
@@ -102,11 +106,14 @@ def test_outcomes_message_by_message(smtp_server: SmtpSink) -> None:
 
 
 @pytest.mark.integration
-def test_many_messages_over_one_connection(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_many_messages_over_one_connection(smtp_server: SmtpSink, pipelining: bool) -> None:
+    smtp_server.pipelining = pipelining
     recipients = [f"reader{i}@example.org" for i in range(25)]
     with SmtpTransport(smtp_server.url) as transport:
         outcomes = send_all(transport, recipients)
         assert transport.connections == 1
+        assert transport.pipelined == (25 if pipelining else 0)
     assert all(o.status == "sent" for o in outcomes.values())
     assert smtp_server.connections == 1
     assert {m.connection for m in smtp_server.messages} == {1}
@@ -114,7 +121,9 @@ def test_many_messages_over_one_connection(smtp_server: SmtpSink) -> None:
 
 
 @pytest.mark.integration
-def test_reconnects_when_server_closes_connection(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_reconnects_when_server_closes_connection(smtp_server: SmtpSink, pipelining: bool) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.close_after = 3
     recipients = [f"reader{i}@example.org" for i in range(8)]
     with SmtpTransport(smtp_server.url) as transport:
@@ -125,7 +134,9 @@ def test_reconnects_when_server_closes_connection(smtp_server: SmtpSink) -> None
 
 
 @pytest.mark.integration
-def test_lost_after_data_is_not_retried(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_lost_after_data_is_not_retried(smtp_server: SmtpSink, pipelining: bool) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.drop_after_data.add("lost@example.org")
     with SmtpTransport(smtp_server.url) as transport:
         first = transport.send("d@digest.example.org", "lost@example.org", SIMPLE, "<1@x>")
@@ -136,7 +147,11 @@ def test_lost_after_data_is_not_retried(smtp_server: SmtpSink) -> None:
 
 
 @pytest.mark.integration
-def test_sender_refused_is_permanent_but_not_the_readers_fault(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_sender_refused_is_permanent_but_not_the_readers_fault(
+    smtp_server: SmtpSink, pipelining: bool
+) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.mail_reply = "553 5.7.1 Sender address rejected"
     with SmtpTransport(smtp_server.url) as transport:
         outcome = transport.send("d@digest.example.org", "ada@example.org", SIMPLE, "<1@x>")

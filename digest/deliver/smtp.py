@@ -43,8 +43,18 @@ class _Dropped(Exception):
 _DISCONNECTS = (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, OSError)
 
 
+_LINE_END = re.compile(rb"(?:\r\n|\n|\r)")
+
+
 def _dot_stuff(data: bytes) -> bytes:
-    data = re.sub(rb"(?:\r\n|\n|\r)", b"\r\n", data)
+    """The DATA payload: CRLF line ends, a dot doubled at the start of a line, the final dot.
+
+    Our messages come with CRLF line ends already (``deliver.message``): counting is a
+    memchr, so the regex pass over the ~80 KB (~0.5 ms) runs only for other input.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        data = _LINE_END.sub(b"\r\n", data)
     if data.startswith(b"."):
         data = b"." + data
     data = data.replace(b"\r\n.", b"\r\n..")
@@ -71,6 +81,7 @@ class SmtpTransport(Transport):
         self._conn: smtplib.SMTP | None = None
         self._sent_on_conn = 0
         self.connections = 0  # opened so far, for tests and stats
+        self.pipelined = 0  # transactions sent as one MAIL+RCPT+DATA write (RFC 2920)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -186,6 +197,16 @@ class SmtpTransport(Transport):
     def _transaction(
         self, conn: smtplib.SMTP, envelope_from: str, to: str, data: bytes, attempt: int
     ) -> Outcome:
+        if conn.has_extn("pipelining"):
+            try:
+                commands = (
+                    f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
+                    f"RCPT TO:{smtplib.quoteaddr(to)}\r\nDATA\r\n"
+                ).encode("ascii")
+            except UnicodeEncodeError:
+                pass  # smtplib's own commands say what is wrong with such an address
+            else:
+                return self._pipelined(conn, commands, data, attempt)
         code, reply = self._command(lambda: conn.mail(envelope_from), "mail")
         if code != 250:
             self._reset(conn)
@@ -204,6 +225,54 @@ class SmtpTransport(Transport):
             return conn.getreply()
 
         code, reply = self._command(data_command, "data")
+        return self._content(conn, code, reply, data, attempt)
+
+    def _pipelined(self, conn: smtplib.SMTP, commands: bytes, data: bytes, attempt: int) -> Outcome:
+        """MAIL, RCPT and DATA in one write and their three answers read after (RFC 2920):
+        one round trip instead of three, each answer classified as it would be alone."""
+
+        def send_commands() -> tuple[int, bytes]:
+            conn.send(commands)
+            self.pipelined += 1
+            return conn.getreply()
+
+        code, reply = self._command(send_commands, "mail")
+        if code != 250:
+            self._answers_after_refusal(conn, 2)
+            return from_code(code, reply, attempt, "mail", self.clock())
+        code, reply = self._command(conn.getreply, "rcpt")
+        if code not in (250, 251):
+            if code == 421:
+                self._drop()
+            else:
+                self._answers_after_refusal(conn, 1)
+            return from_code(code, reply, attempt, "rcpt", self.clock())
+        code, reply = self._command(conn.getreply, "data")
+        return self._content(conn, code, reply, data, attempt)
+
+    def _answers_after_refusal(self, conn: smtplib.SMTP, pending: int) -> None:
+        """Read the answers still due for a refused pipelined transaction, then RSET.
+
+        A server may accept DATA even though it refused the recipient: it then gets
+        an empty message (the lone dot), which it refuses for want of a recipient
+        (RFC 2920, 3.1). The refusal already read is the outcome whatever happens here.
+        """
+        try:
+            code = 0
+            for _ in range(pending):
+                code, _reply = conn.getreply()
+            if code == 354:
+                conn.send(b".\r\n")
+                conn.getreply()
+        except _DISCONNECTS:
+            self._drop()
+            return
+        self._reset(conn)
+
+    def _content(
+        self, conn: smtplib.SMTP, code: int, reply: bytes, data: bytes, attempt: int
+    ) -> Outcome:
+        """After DATA's answer: the message itself and the server's verdict on it."""
         if code != 354:
             if code == 421:
                 self._drop()

@@ -1,0 +1,253 @@
+"""Benchmark: our render, MIME and SMTP per digest, against the raw rate of the same sink.
+
+The sink is ``bench/smtp_sink.py``, a minimal asyncio SMTP server in its own process
+(an aiosmtpd sink in the sending process is slower than we are and hides the gap).
+Every way of sending runs in this run, over the same number of connections (one
+sending process per connection, as workers are), into the same sink, with real
+digests of ours (seed papers, 20 per reader, the render benchmark's readers):
+
+- **raw smtplib**: ``smtplib.sendmail`` of pre-built messages (the issue's "limit");
+- **raw socket**: pre-stuffed bytes, MAIL/RCPT/DATA in one write: the wire itself;
+- **ours, before**: ``SmtpTransport`` one command at a time with the regex
+  dot-stuffing, sending the quoted-printable messages;
+- **ours, after**: ``SmtpTransport`` as it is (PIPELINING when offered, no regex over
+  CRLF-normalised bytes), sending the base64 messages.
+
+It also times, per digest in this process, rendering (every card laid out in every
+reader's digest vs. each card once, reused) and building the MIME bytes
+(quoted-printable vs. base64 HTML), the way ``bench/render.py`` does.
+
+    .venv/bin/python bench/send_wire.py                        # 4,000 messages, 2 connections
+    .venv/bin/python bench/send_wire.py --messages 10000 --connections 4 --rounds 3
+
+Results are recorded in bench/README.md ("Send over the wire").
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import re
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+sys.path.insert(0, str(BENCH))
+
+import render as bench_render  # noqa: E402  (bench/render.py: its readers and old renderer)
+
+from digest import render  # noqa: E402
+from digest.config import Settings  # noqa: E402
+from digest.deliver import message as mime  # noqa: E402
+from digest.deliver import smtp  # noqa: E402
+from digest.deliver.message import build_message, make_message_id  # noqa: E402
+from digest.deliver.smtp import SmtpTransport  # noqa: E402
+
+SENDER = "digest@digest.example.org"
+
+
+def old_dot_stuff(data: bytes) -> bytes:
+    """deliver.smtp._dot_stuff before: a regex over every line end, always."""
+    data = re.sub(rb"(?:\r\n|\n|\r)", b"\r\n", data)
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class OneCommandAtATime(SmtpTransport):
+    """The transport as before: PIPELINING ignored even when the server offers it."""
+
+    def _connect(self) -> smtplib.SMTP:
+        conn = super()._connect()
+        conn.esmtp_features.pop("pipelining", None)
+        return conn
+
+
+def timed(fn: Callable[[int], object], n: int) -> float:
+    """Milliseconds per call of ``fn(i)`` for i in range(n)."""
+    start = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return (time.perf_counter() - start) / n * 1000
+
+
+# --- the senders (each runs in its own process, one connection each) ----------------------
+
+
+def raw_smtplib(port: int, messages: list[bytes], count: int, offset: int) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as conn:
+        for i in range(count):
+            conn.sendmail(SENDER, [f"r{offset + i}@example.org"], messages[i % len(messages)])
+
+
+def raw_socket(port: int, messages: list[bytes], count: int, offset: int) -> None:
+    stuffed = [old_dot_stuff(m) for m in messages]
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+
+        def replies(n: int) -> None:
+            for _ in range(n):
+                line = reader.readline()
+                while line[3:4] == b"-":
+                    line = reader.readline()
+                if line[:1] not in (b"2", b"3"):
+                    raise RuntimeError(line)
+
+        replies(1)
+        sock.sendall(b"EHLO bench\r\n")
+        replies(1)
+        for i in range(count):
+            sock.sendall(
+                f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<r{offset + i}@example.org>\r\nDATA\r\n".encode()
+            )
+            replies(3)
+            sock.sendall(stuffed[i % len(stuffed)])
+            replies(1)
+        sock.sendall(b"QUIT\r\n")
+
+
+def ours(port: int, messages: list[bytes], count: int, offset: int, before: bool) -> None:
+    if before:
+        smtp._dot_stuff = old_dot_stuff  # type: ignore[assignment]  # this process only
+    kind = OneCommandAtATime if before else SmtpTransport
+    with kind(f"smtp://127.0.0.1:{port}") as transport:
+        for i in range(count):
+            outcome = transport.send(
+                SENDER, f"r{offset + i}@example.org", messages[i % len(messages)], f"<{i}@x>"
+            )
+            if not outcome.ok:
+                raise RuntimeError(outcome.describe())
+
+
+def _child(target: Callable[..., None], args: tuple[object, ...], results: object) -> None:
+    cpu, start = time.process_time(), time.monotonic()
+    target(*args)
+    results.put((start, time.monotonic(), time.process_time() - cpu))  # type: ignore[attr-defined]
+
+
+def run_mode(
+    target: Callable[..., None], extra: tuple[object, ...], port: int, messages: list[bytes],
+    total: int, connections: int,
+) -> tuple[float, float]:  # fmt: skip
+    """(messages per second, sender CPU ms per message) over ``connections`` processes."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    per = total // connections
+    procs = [
+        ctx.Process(target=_child, args=(target, (port, messages, per, c * per, *extra), results))
+        for c in range(connections)
+    ]
+    for p in procs:
+        p.start()
+    got = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise SystemExit(f"a sender failed ({target.__name__})")
+    wall = max(g[1] for g in got) - min(g[0] for g in got)
+    return per * connections / wall, sum(g[2] for g in got) / (per * connections) * 1000
+
+
+def sink_stat(port: int) -> tuple[int, int]:
+    with smtplib.SMTP("127.0.0.1", port) as conn:
+        _code, reply = conn.docmd("XSTAT")
+    messages, size = reply.split()
+    return int(messages), int(size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=4000, help="per way of sending")
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="each way this many times")
+    parser.add_argument("--digests", type=int, default=400, help="distinct digests built")
+    args = parser.parse_args()
+
+    settings = Settings(
+        base_url="https://digest.example.org",
+        from_addr="Paper Digest <digest@digest.example.org>",
+        postal_address="1 Example Street, Testville",
+        inbound=False,
+    )
+    items = bench_render.contexts(settings, args.digests, 20)
+    render.render_digest(items[0])
+    bench_render.render_whole(items[0])
+    ms_whole = timed(lambda i: bench_render.render_whole(items[i]), len(items))
+    ms_reuse = timed(lambda i: render.render_digest(items[i]), len(items))
+    rendered = [render.render_digest(c) for c in items]
+
+    def build(i: int) -> bytes:
+        return build_message(
+            settings,
+            rendered[i],
+            to=items[i].email,
+            message_id=make_message_id(i, settings.from_domain),
+            unsubscribe_url=items[i].unsubscribe_url,
+        ).data
+
+    part = mime._part
+
+    def qp_part(content_type: str, text: str, encoding: str = "") -> bytes:
+        return part(content_type, text)  # quoted-printable, as before
+
+    ms_b64 = timed(build, len(items))
+    after = [build(i) for i in range(len(items))]
+    mime._part = qp_part  # type: ignore[assignment]
+    ms_qp = timed(build, len(items))
+    before = [build(i) for i in range(len(items))]
+    mime._part = part  # type: ignore[assignment]
+
+    sink = subprocess.Popen(
+        [sys.executable, str(BENCH / "smtp_sink.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(sink.stdout.readline())  # type: ignore[union-attr]
+        modes: list[tuple[str, Callable[..., None], tuple[object, ...], list[bytes]]] = [
+            ("raw smtplib (the limit), base64 msgs", raw_smtplib, (), after),
+            ("raw socket, pipelined, base64 msgs", raw_socket, (), after),
+            ("ours before: one command at a time, QP", ours, (True,), before),
+            ("ours after: pipelined, base64", ours, (False,), after),
+            ("ours after: pipelined, QP msgs", ours, (False,), before),
+        ]
+        rates: dict[str, list[tuple[float, float]]] = {m[0]: [] for m in modes}
+        for _ in range(args.rounds):
+            for name, target, extra, messages in modes:
+                rates[name].append(
+                    run_mode(target, extra, port, messages, args.messages, args.connections)
+                )
+        received, _size = sink_stat(port)
+    finally:
+        sink.terminate()
+        sink.wait()
+    expected = args.rounds * len(modes) * (args.messages // args.connections) * args.connections
+    assert received == expected, f"the sink took {received} messages of {expected}"
+
+    kb_before = statistics.mean(map(len, before)) / 1024
+    kb_after = statistics.mean(map(len, after)) / 1024
+    load = os.getloadavg()[0]
+    print(f"{args.messages} messages per way x {args.rounds} rounds, {args.connections} "
+          f"connections (one process each), sink in its own process; load {load:.2f}")  # fmt: skip
+    print(f"message size: QP {kb_before:.1f} KB, base64 {kb_after:.1f} KB")
+    print(f"render per digest: cards per reader {ms_whole:.3f} ms, reused {ms_reuse:.3f} ms")
+    print(f"MIME per digest:   quoted-printable {ms_qp:.3f} ms, base64 {ms_b64:.3f} ms")
+    print()
+    limit = max(r for r, _ in rates[modes[0][0]])
+    print(f"{'way':42} {'msg/s':>8} {'CPU ms/msg':>11} {'÷ limit':>8}")
+    for name, got in rates.items():
+        best = max(got)
+        print(f"{name:42} {best[0]:8.0f} {best[1]:11.3f} {best[0] / limit:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
