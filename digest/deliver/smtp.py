@@ -21,12 +21,14 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from digest.config import SmtpConfig, parse_smtp_url
 from digest.core.clock import utcnow
 from digest.deliver.transport import (
+    Envelope,
+    K,
     Outcome,
     RateLimiter,
     Transport,
@@ -136,39 +138,68 @@ class SmtpTransport(Transport):
     def _send(
         self, envelope_from: str, to: str, data: bytes, message_id: str, attempt: int
     ) -> Outcome:
+        outcome = self._begin(envelope_from, to, data, attempt)
+        return outcome if outcome is not None else self._answer(attempt)
+
+    def send_many(self, messages: Iterable[tuple[K, Envelope]]) -> Iterator[tuple[K, Outcome]]:
+        """:meth:`Transport.send_many` over one connection, the answers read late.
+
+        With PIPELINING, once a message's content is written the next message is
+        taken from ``messages`` (the caller builds it then, while the server stores
+        this one) and its MAIL, RCPT and DATA written too; only then is this message's
+        answer read. Each outcome is the one :meth:`send` would give: a connection lost
+        before the answer is ``unknown``; commands written ahead on a connection that
+        then closed are sent again on a new one (none of that message had gone out).
+        """
+        pending: tuple[K, int] | None = None  # content written, answer not read yet
+        for key, envelope in messages:
+            self.limiter.wait()
+            ahead = None
+            conn = self._conn
+            commands = _commands(envelope.envelope_from, envelope.to)
+            if pending and conn and commands and conn.has_extn("pipelining"):
+                with contextlib.suppress(*_DISCONNECTS):
+                    conn.send(commands)
+                    ahead = conn
+            if pending is not None:
+                yield pending[0], self._answer(pending[1])
+                pending = None
+            if ahead is not None and ahead is not self._conn:
+                ahead = None  # that connection closed after the last answer
+            outcome = self._begin(
+                envelope.envelope_from, envelope.to, envelope.data, envelope.attempt, ahead
+            )
+            if outcome is None:
+                pending = (key, envelope.attempt)
+            else:
+                yield key, outcome
+        if pending is not None:
+            yield pending[0], self._answer(pending[1])
+
+    def _begin(
+        self,
+        envelope_from: str,
+        to: str,
+        data: bytes,
+        attempt: int,
+        ahead: smtplib.SMTP | None = None,
+    ) -> Outcome | None:
+        """Everything up to the message's content written; an Outcome if it ended sooner.
+
+        ``ahead``: the connection this message's MAIL, RCPT and DATA were already
+        written on (:meth:`send_many`).
+        """
         for _ in range(2):
             reused = self._conn is not None and self._sent_on_conn > 0
             if self._conn is None:
-                try:
-                    self._conn = self._connect()
-                except smtplib.SMTPAuthenticationError as exc:
-                    # Our configuration, not the recipient: retry later, never suppress.
-                    return transient(
-                        f"authentication failed at {self.config.describe()}: "
-                        f"{reply_text(exc.smtp_error)}",
-                        attempt,
-                        exc.smtp_code,
-                        "connect",
-                        self.clock(),
-                    )
-                except smtplib.SMTPResponseException as exc:
-                    return transient(
-                        f"{self.config.describe()} refused the session: "
-                        f"{reply_text(exc.smtp_error)}",
-                        attempt,
-                        exc.smtp_code,
-                        "connect",
-                        self.clock(),
-                    )
-                except (smtplib.SMTPException, *_DISCONNECTS) as exc:
-                    return transient(
-                        f"cannot connect to {self.config.describe()}: {exc or type(exc).__name__}",
-                        attempt,
-                        None,
-                        "connect",
-                        self.clock(),
-                    )
+                ahead = None
+                failed = self._open(attempt)
+                if failed is not None:
+                    return failed
+            assert self._conn is not None
             try:
+                if ahead is not None:
+                    return self._pipelined(self._conn, None, data, attempt)
                 return self._transaction(self._conn, envelope_from, to, data, attempt)
             except _Dropped as exc:
                 self._drop()
@@ -178,6 +209,37 @@ class SmtpTransport(Transport):
                     continue
                 return transient(str(exc), attempt, None, "mail", self.clock())
         return transient("connection lost twice before the message", attempt, None, "mail")
+
+    def _open(self, attempt: int) -> Outcome | None:
+        """Connect (EHLO, STARTTLS, AUTH); the Outcome of a failure, else None."""
+        try:
+            self._conn = self._connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            # Our configuration, not the recipient: retry later, never suppress.
+            return transient(
+                f"authentication failed at {self.config.describe()}: {reply_text(exc.smtp_error)}",
+                attempt,
+                exc.smtp_code,
+                "connect",
+                self.clock(),
+            )
+        except smtplib.SMTPResponseException as exc:
+            return transient(
+                f"{self.config.describe()} refused the session: {reply_text(exc.smtp_error)}",
+                attempt,
+                exc.smtp_code,
+                "connect",
+                self.clock(),
+            )
+        except (smtplib.SMTPException, *_DISCONNECTS) as exc:
+            return transient(
+                f"cannot connect to {self.config.describe()}: {exc or type(exc).__name__}",
+                attempt,
+                None,
+                "connect",
+                self.clock(),
+            )
+        return None
 
     def _command(self, fn: Callable[[], tuple[int, bytes]], stage: str) -> tuple[int, bytes]:
         try:
@@ -196,16 +258,10 @@ class SmtpTransport(Transport):
 
     def _transaction(
         self, conn: smtplib.SMTP, envelope_from: str, to: str, data: bytes, attempt: int
-    ) -> Outcome:
+    ) -> Outcome | None:
         if conn.has_extn("pipelining"):
-            try:
-                commands = (
-                    f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
-                    f"RCPT TO:{smtplib.quoteaddr(to)}\r\nDATA\r\n"
-                ).encode("ascii")
-            except UnicodeEncodeError:
-                pass  # smtplib's own commands say what is wrong with such an address
-            else:
+            commands = _commands(envelope_from, to)
+            if commands is not None:
                 return self._pipelined(conn, commands, data, attempt)
         code, reply = self._command(lambda: conn.mail(envelope_from), "mail")
         if code != 250:
@@ -227,12 +283,16 @@ class SmtpTransport(Transport):
         code, reply = self._command(data_command, "data")
         return self._content(conn, code, reply, data, attempt)
 
-    def _pipelined(self, conn: smtplib.SMTP, commands: bytes, data: bytes, attempt: int) -> Outcome:
+    def _pipelined(
+        self, conn: smtplib.SMTP, commands: bytes | None, data: bytes, attempt: int
+    ) -> Outcome | None:
         """MAIL, RCPT and DATA in one write and their three answers read after (RFC 2920):
-        one round trip instead of three, each answer classified as it would be alone."""
+        one round trip instead of three, each answer classified as it would be alone.
+        ``commands`` None: they were written already (:meth:`send_many`)."""
 
         def send_commands() -> tuple[int, bytes]:
-            conn.send(commands)
+            if commands is not None:
+                conn.send(commands)
             self.pipelined += 1
             return conn.getreply()
 
@@ -271,8 +331,8 @@ class SmtpTransport(Transport):
 
     def _content(
         self, conn: smtplib.SMTP, code: int, reply: bytes, data: bytes, attempt: int
-    ) -> Outcome:
-        """After DATA's answer: the message itself and the server's verdict on it."""
+    ) -> Outcome | None:
+        """After DATA's answer: the message itself (None once it is written)."""
         if code != 354:
             if code == 421:
                 self._drop()
@@ -291,7 +351,14 @@ class SmtpTransport(Transport):
                 "data",
                 self.clock(),
             )
+        return None
+
+    def _answer(self, attempt: int) -> Outcome:
+        """The server's verdict on the message whose content was written last."""
+        conn = self._conn
         try:
+            if conn is None or conn.sock is None:  # closed by a failed write ahead
+                raise smtplib.SMTPServerDisconnected("connection closed")
             code, reply = conn.getreply()
         except _DISCONNECTS as exc:
             self._drop()
@@ -307,3 +374,15 @@ class SmtpTransport(Transport):
         if code == 421:
             self._drop()
         return from_code(code, reply, attempt, "message", self.clock())
+
+
+def _commands(envelope_from: str, to: str) -> bytes | None:
+    """MAIL, RCPT and DATA as one write; None for an address that is not ASCII (smtplib's
+    own commands then say what is wrong with it)."""
+    try:
+        return (
+            f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(to)}\r\nDATA\r\n"
+        ).encode("ascii")
+    except UnicodeEncodeError:
+        return None
