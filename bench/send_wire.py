@@ -46,8 +46,8 @@ import render as bench_render  # noqa: E402  (bench/render.py: its readers and o
 
 from digest import render  # noqa: E402
 from digest.config import Settings  # noqa: E402
+from digest.deliver import Envelope, smtp  # noqa: E402
 from digest.deliver import message as mime  # noqa: E402
-from digest.deliver import smtp  # noqa: E402
 from digest.deliver.message import build_message, make_message_id  # noqa: E402
 from digest.deliver.smtp import SmtpTransport  # noqa: E402
 
@@ -130,6 +130,49 @@ def ours(port: int, messages: list[bytes], count: int, offset: int, before: bool
                 raise RuntimeError(outcome.describe())
 
 
+#: The digests the full senders render and build (set before the senders fork).
+ITEMS: list[render.DigestContext] = []
+SETTINGS: list[Settings] = []
+
+
+def full(port: int, messages: list[bytes], count: int, offset: int, way: str) -> None:
+    """Render, build and send each digest: as before (every card laid out per reader,
+    quoted-printable, one command at a time, the regex), or as now with ``send`` per
+    message or with ``send_many`` building each message while the last is stored."""
+    settings = SETTINGS[0]
+
+    def envelope(i: int) -> Envelope:
+        ctx = ITEMS[i % len(ITEMS)]
+        rendered = bench_render.render_whole(ctx) if way == "before" else render.render_digest(ctx)
+        built = build_message(
+            settings,
+            rendered,
+            to=f"r{offset + i}@example.org",
+            message_id=make_message_id(offset + i, settings.from_domain),
+            unsubscribe_url=ctx.unsubscribe_url,
+        )
+        return Envelope(built.envelope_from, built.to, built.data, built.message_id)
+
+    if way == "before":
+        smtp._dot_stuff = old_dot_stuff  # type: ignore[assignment]  # this process only
+        mime._part = lambda content_type, text, encoding="": QP_PART[0](content_type, text)  # type: ignore[assignment]
+    kind = OneCommandAtATime if way == "before" else SmtpTransport
+    with kind(f"smtp://127.0.0.1:{port}") as transport:
+        if way == "many":
+            outcomes = (o for _, o in transport.send_many((i, envelope(i)) for i in range(count)))
+        else:
+            outcomes = (
+                transport.send(e.envelope_from, e.to, e.data, e.message_id)
+                for e in map(envelope, range(count))
+            )
+        for outcome in outcomes:
+            if not outcome.ok:
+                raise RuntimeError(outcome.describe())
+
+
+QP_PART = [mime._part]
+
+
 def _child(target: Callable[..., None], args: tuple[object, ...], results: object) -> None:
     cpu, start = time.process_time(), time.monotonic()
     target(*args)
@@ -159,11 +202,12 @@ def run_mode(
     return per * connections / wall, sum(g[2] for g in got) / (per * connections) * 1000
 
 
-def sink_stat(port: int) -> tuple[int, int]:
+def sink_stat(port: int) -> tuple[int, int, float]:
+    """Messages and bytes the sink took so far, and its CPU seconds."""
     with smtplib.SMTP("127.0.0.1", port) as conn:
         _code, reply = conn.docmd("XSTAT")
-    messages, size = reply.split()
-    return int(messages), int(size)
+    messages, size, cpu = reply.split()
+    return int(messages), int(size), float(cpu)
 
 
 def main() -> None:
@@ -181,6 +225,8 @@ def main() -> None:
         inbound=False,
     )
     items = bench_render.contexts(settings, args.digests, 20)
+    ITEMS.extend(items)
+    SETTINGS.append(settings)
     render.render_digest(items[0])
     bench_render.render_whole(items[0])
     ms_whole = timed(lambda i: bench_render.render_whole(items[i]), len(items))
@@ -219,14 +265,21 @@ def main() -> None:
             ("ours before: one command at a time, QP", ours, (True,), before),
             ("ours after: pipelined, base64", ours, (False,), after),
             ("ours after: pipelined, QP msgs", ours, (False,), before),
+            ("render+MIME+SMTP before", full, ("before",), before),
+            ("render+MIME+SMTP after, send()", full, ("send",), after),
+            ("render+MIME+SMTP after, send_many()", full, ("many",), after),
         ]
         rates: dict[str, list[tuple[float, float]]] = {m[0]: [] for m in modes}
+        sink_ms: dict[str, list[float]] = {m[0]: [] for m in modes}
         for _ in range(args.rounds):
             for name, target, extra, messages in modes:
+                took, _size, cpu = sink_stat(port)
                 rates[name].append(
                     run_mode(target, extra, port, messages, args.messages, args.connections)
                 )
-        received, _size = sink_stat(port)
+                now_took, _size, now_cpu = sink_stat(port)
+                sink_ms[name].append((now_cpu - cpu) / (now_took - took) * 1000)
+        received, _size, _cpu = sink_stat(port)
     finally:
         sink.terminate()
         sink.wait()
@@ -243,10 +296,14 @@ def main() -> None:
     print(f"MIME per digest:   quoted-printable {ms_qp:.3f} ms, base64 {ms_b64:.3f} ms")
     print()
     limit = max(r for r, _ in rates[modes[0][0]])
-    print(f"{'way':42} {'msg/s':>8} {'CPU ms/msg':>11} {'÷ limit':>8}")
+    print(f"{'way':42} {'msg/s':>8} {'÷ limit':>8} {'sender CPU':>11} {'sink CPU':>9}")
+    print(f"{'':42} {'':>8} {'':>8} {'ms/msg':>11} {'ms/msg':>9}")
     for name, got in rates.items():
         best = max(got)
-        print(f"{name:42} {best[0]:8.0f} {best[1]:11.3f} {best[0] / limit:8.2f}")
+        cpu = min(c for _, c in got)
+        print(
+            f"{name:42} {best[0]:8.0f} {best[0] / limit:8.2f} {cpu:11.3f} {min(sink_ms[name]):9.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ as one Python process can and keeps only counts.
 
 It offers PIPELINING (``--no-pipelining`` to withhold it), answers 250 to everything,
 and reads each message with one ``readuntil`` of the final dot. ``XSTAT`` answers
-``250 <messages> <bytes>``: what it took so far. No aiosmtpd: a sink in the sending
+``250 <messages> <bytes> <cpu seconds>``: what it took so far
+and the CPU time it has used. No aiosmtpd: a sink in the sending
 process, or a slow one, hides how fast the sender is (see /work/shared/NOTES.md).
 
     .venv/bin/python bench/smtp_sink.py --port 2525    # prints the port, then serves
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 
 GREETING = b"220 sink ESMTP\r\n"
 END = b"\r\n.\r\n"
@@ -54,7 +56,8 @@ class Sink:
                 elif verb == b"EHLO":
                     out.append(self.ehlo)
                 elif verb == b"XSTA":
-                    out.append(f"250 {self.messages} {self.bytes}\r\n".encode())
+                    cpu = time.process_time()
+                    out.append(f"250 {self.messages} {self.bytes} {cpu:.6f}\r\n".encode())
                 elif verb == b"QUIT":
                     writer.write(b"".join([*out, b"221 bye\r\n"]))
                     out.clear()

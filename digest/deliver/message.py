@@ -129,8 +129,11 @@ def _fold(name: str, tokens: list[str]) -> str:
     return CRLF.join(lines) + CRLF
 
 
+@memoize(maxsize=4096)
 def encode_text_header(name: str, value: str) -> str:
-    """An unstructured header (e.g. Subject): one line of text, folded, 2047 if needed."""
+    """An unstructured header (e.g. Subject): one line of text, folded, 2047 if needed.
+
+    Cached: readers with the same topics and counts share a subject."""
     text = header_safe(value, 300)
     if text.isascii() and "=?" not in text:
         return _fold(name, text.split(" ") if text else [""])
@@ -189,7 +192,7 @@ def _base64(text: str) -> bytes:
     quoted-printable has to break and escape (every ``=`` of every ``style=``)
     byte by byte, ~0.6 ms for a 65 KB digest; this is one C call and a split.
     """
-    encoded = binascii.b2a_base64(_crlf(text), newline=False)
+    encoded = memoryview(binascii.b2a_base64(_crlf(text), newline=False))
     lines = [encoded[i : i + _B64_LINE] for i in range(0, len(encoded), _B64_LINE)]
     return b"\r\n".join(lines)
 
