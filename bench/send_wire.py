@@ -155,7 +155,7 @@ def full(port: int, messages: list[bytes], count: int, offset: int, way: str) ->
 
     if way == "before":
         smtp._dot_stuff = old_dot_stuff  # type: ignore[assignment]  # this process only
-        mime._part = lambda content_type, text, encoding="": QP_PART[0](content_type, text)  # type: ignore[assignment]
+        mime._part = QP_PART[1]  # type: ignore[assignment]
     kind = OneCommandAtATime if way == "before" else SmtpTransport
     with kind(f"smtp://127.0.0.1:{port}") as transport:
         if way == "many":
@@ -171,6 +171,63 @@ def full(port: int, messages: list[bytes], count: int, offset: int, way: str) ->
 
 
 QP_PART = [mime._part]
+
+
+def _qp_only(content_type: str, text: str, encoding: str = "") -> bytes:
+    return QP_PART[0](content_type, text)  # quoted-printable whatever is asked, as before
+
+
+QP_PART.append(_qp_only)
+
+
+def stages(port: int, total: int, slice_size: int = 50) -> dict[str, dict[str, list[float]]]:
+    """Per digest, in this one process: render, MIME and SMTP, before and after, each
+    over its own connection to the sink, alternating in slices so load hits both alike.
+
+    Returns way -> stage -> [CPU seconds, wall seconds] summed over the digests."""
+    settings = SETTINGS[0]
+    part, stuff = mime._part, smtp._dot_stuff
+    sums = {w: {st: [0.0, 0.0] for st in ("render", "MIME", "SMTP")} for w in ("before", "after")}
+    with (
+        OneCommandAtATime(f"smtp://127.0.0.1:{port}") as old,
+        SmtpTransport(f"smtp://127.0.0.1:{port}") as new,
+    ):
+        for start in range(0, total, slice_size):
+            for way in ("before", "after"):
+                before = way == "before"
+                mime._part = QP_PART[1] if before else part  # type: ignore[assignment]
+                smtp._dot_stuff = old_dot_stuff if before else stuff  # type: ignore[assignment]
+                transport = old if before else new
+                got = sums[way]
+                for i in range(start, min(total, start + slice_size)):
+                    ctx = ITEMS[i % len(ITEMS)]
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    rendered = (
+                        bench_render.render_whole(ctx) if before else render.render_digest(ctx)
+                    )
+                    c1, w1 = time.process_time(), time.perf_counter()
+                    built = build_message(
+                        settings,
+                        rendered,
+                        to=f"s{i}@example.org",
+                        message_id=make_message_id(i, settings.from_domain),
+                        unsubscribe_url=ctx.unsubscribe_url,
+                    )
+                    c2, w2 = time.process_time(), time.perf_counter()
+                    outcome = transport.send(
+                        built.envelope_from, built.to, built.data, built.message_id
+                    )
+                    c3, w3 = time.process_time(), time.perf_counter()
+                    assert outcome.ok, outcome.describe()
+                    for stage, c, w in (
+                        ("render", c1 - c0, w1 - w0),
+                        ("MIME", c2 - c1, w2 - w1),
+                        ("SMTP", c3 - c2, w3 - w2),
+                    ):
+                        got[stage][0] += c
+                        got[stage][1] += w
+    mime._part, smtp._dot_stuff = part, stuff  # type: ignore[assignment]
+    return sums
 
 
 def _child(target: Callable[..., None], args: tuple[object, ...], results: object) -> None:
@@ -216,6 +273,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2, help="each way this many times")
     parser.add_argument("--digests", type=int, default=400, help="distinct digests built")
+    parser.add_argument("--stages", type=int, default=2000, help="digests timed stage by stage")
     args = parser.parse_args()
 
     settings = Settings(
@@ -279,11 +337,13 @@ def main() -> None:
                 )
                 now_took, _size, now_cpu = sink_stat(port)
                 sink_ms[name].append((now_cpu - cpu) / (now_took - took) * 1000)
+        staged = stages(port, args.stages)
         received, _size, _cpu = sink_stat(port)
     finally:
         sink.terminate()
         sink.wait()
     expected = args.rounds * len(modes) * (args.messages // args.connections) * args.connections
+    expected += 2 * args.stages
     assert received == expected, f"the sink took {received} messages of {expected}"
 
     kb_before = statistics.mean(map(len, before)) / 1024
@@ -294,6 +354,23 @@ def main() -> None:
     print(f"message size: QP {kb_before:.1f} KB, base64 {kb_after:.1f} KB")
     print(f"render per digest: cards per reader {ms_whole:.3f} ms, reused {ms_reuse:.3f} ms")
     print(f"MIME per digest:   quoted-printable {ms_qp:.3f} ms, base64 {ms_b64:.3f} ms")
+    print()
+    print(f"per digest, one process, one connection each way, {args.stages} digests each:")
+    print(
+        f"{'stage':8} {'CPU before':>11} {'CPU after':>10} {'wall before':>12} {'wall after':>11}  (ms)"
+    )
+    for stage in ("render", "MIME", "SMTP"):
+        b, a = staged["before"][stage], staged["after"][stage]
+        n = args.stages
+        print(
+            f"{stage:8} {b[0] / n * 1000:11.3f} {a[0] / n * 1000:10.3f} {b[1] / n * 1000:12.3f} {a[1] / n * 1000:11.3f}"
+        )
+    b_all = [sum(staged["before"][st][k] for st in staged["before"]) for k in (0, 1)]
+    a_all = [sum(staged["after"][st][k] for st in staged["after"]) for k in (0, 1)]
+    n = args.stages
+    print(
+        f"{'total':8} {b_all[0] / n * 1000:11.3f} {a_all[0] / n * 1000:10.3f} {b_all[1] / n * 1000:12.3f} {a_all[1] / n * 1000:11.3f}"
+    )
     print()
     limit = max(r for r, _ in rates[modes[0][0]])
     print(f"{'way':42} {'msg/s':>8} {'÷ limit':>8} {'sender CPU':>11} {'sink CPU':>9}")
