@@ -238,6 +238,28 @@ def test_pipelined_refusal_with_data_accepted_anyway(many: bool) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("pipelining", [False, True])
+def test_send_many_gives_the_last_outcome_before_the_callers_error(
+    smtp_server: SmtpSink, pipelining: bool
+) -> None:
+    smtp_server.pipelining = pipelining
+
+    def messages() -> Iterator[tuple[int, Envelope]]:
+        yield 1, Envelope("d@digest.example.org", "ada@example.org", SIMPLE, "<1@x>")
+        raise RuntimeError("the template tripped")
+
+    got = []
+    with (
+        SmtpTransport(smtp_server.url) as transport,
+        pytest.raises(RuntimeError, match="tripped"),
+    ):
+        for key, outcome in transport.send_many(messages()):
+            got.append((key, outcome.status))
+    assert got == [(1, "sent")]
+    assert len(smtp_server.to("ada@example.org")) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("pipelining", [False, True])
 def test_lost_after_data_is_not_retried(smtp_server: SmtpSink, pipelining: bool) -> None:
     smtp_server.pipelining = pipelining
     smtp_server.drop_after_data.add("lost@example.org")

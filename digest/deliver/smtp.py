@@ -12,6 +12,12 @@
 
 A connection lost after the whole message was sent, before the server answered,
 is ``unknown``: the server may have stored it (RFC 1047), so it is never retried.
+
+When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
+write and their answers are read after, each classified as it would be alone;
+:meth:`SmtpTransport.send_many` also writes the next message's commands before
+reading the last message's answer. Our messages come with CRLF line ends, so
+dot-stuffing is one ``bytes.replace``.
 """
 
 from __future__ import annotations
@@ -152,7 +158,18 @@ class SmtpTransport(Transport):
         then closed are sent again on a new one (none of that message had gone out).
         """
         pending: tuple[K, int] | None = None  # content written, answer not read yet
-        for key, envelope in messages:
+        source = iter(messages)
+        while True:
+            try:
+                key, envelope = next(source)
+            except StopIteration:
+                break
+            except BaseException:
+                # The caller failed building the next message: its outcome for the last
+                # one still comes first, so that one is recorded, not left to a resend.
+                if pending is not None:
+                    yield pending[0], self._answer(pending[1])
+                raise
             self.limiter.wait()
             ahead = None
             conn = self._conn

@@ -11,6 +11,9 @@ The pipeline's sequence for one email is::
 
 with one transport (``with transport_from_settings(settings) as transport``)
 serving a whole batch, so SMTP sends many messages over one connection.
+``transport.send_many(pairs)`` takes lazy ``(key, Envelope)`` pairs and yields
+``(key, Outcome)`` in order: SMTP then builds the next message (the caller's
+generator runs) while the server stores the last one.
 
 Every send returns an :class:`Outcome`; nothing raises for a refused message.
 
