@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,8 @@ from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.deliver.message import build_message, make_message_id
 from digest.match.rank import MatchedPaper, TopicHit
+from digest.render import emails as render_emails
+from digest.render import templates as render_templates
 
 SEED = Path(__file__).resolve().parent.parent / "tests" / "data" / "seed_papers.json"
 LABELS = ["machine unlearning", "jailbreaks", "agents"]
@@ -94,6 +97,51 @@ def contexts(
     return out
 
 
+def whole_templates() -> render_templates.CompiledTemplates:
+    """The digest's templates with the card fragments put back inline: every card laid
+    out again in every reader's digest, as the renderer did before cards were reused."""
+    text_of = render_templates._template_text
+    card_html = text_of("digest", "card.html")
+    title, body = re.findall(r"{% macro \w+\(card\) %}(.*?){% endmacro %}", card_html, re.S)
+    card_text = text_of("digest", "card.txt").split("-#}\n", 1)[1]
+    html = text_of("digest", "body.mjml")
+    html = html.replace("{{ card.html_title }}", title).replace("{{ card.html_body }}", body)
+    text = text_of("digest", "body.txt").replace("{{ card.text_body }}", card_text)
+    return render_templates.CompiledTemplates(
+        subject=render_templates._TEXT_ENV.from_string(text_of("digest", "subject.txt")),
+        html=render_templates._HTML_ENV.from_string(render_templates.compile_mjml(html)),
+        text=render_templates._TEXT_ENV.from_string(text),
+    )
+
+
+class NoReuse:
+    """Stands in for render.fragments.CARDS: no card is laid out ahead of the template."""
+
+    def fill(self, cards: object) -> None:
+        pass
+
+
+def render_whole(ctx: render.DigestContext) -> render.RenderedEmail:
+    """One digest with every card laid out inside the whole template (the old way)."""
+    reused, compiled = render_emails.CARDS, render_templates.compiled_templates
+    whole = whole_templates_once()
+    render_emails.CARDS = NoReuse()  # type: ignore[assignment]
+    render_emails.compiled_templates = lambda kind: whole  # type: ignore[assignment]
+    try:
+        return render.render_digest(ctx)
+    finally:
+        render_emails.CARDS, render_emails.compiled_templates = reused, compiled
+
+
+_WHOLE: list[render_templates.CompiledTemplates] = []
+
+
+def whole_templates_once() -> render_templates.CompiledTemplates:
+    if not _WHOLE:
+        _WHOLE.append(whole_templates())
+    return _WHOLE[0]
+
+
 def rate(fn, items) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """Items per second and median ms per item."""
     times = []
@@ -135,6 +183,17 @@ def main() -> None:
     items = contexts(settings, args.emails, args.papers)
     render.render_digest(items[0])  # warm: compile once, import mjml
 
+    render_whole(items[0])
+    # The two ways in alternating slices, so a noisy neighbour hurts both alike.
+    whole_t: list[float] = []
+    reuse_t: list[float] = []
+    for start in range(0, len(items), 100):
+        part = items[start : start + 100]
+        whole_t.append(len(part) / rate(render_whole, part)[0])
+        reuse_t.append(len(part) / rate(render.render_digest, part)[0])
+    whole_rate, reuse_rate = len(items) / sum(whole_t), len(items) / sum(reuse_t)
+    for ctx in items[:200]:
+        assert render_whole(ctx) == render.render_digest(ctx), "reused cards changed a digest"
     once_rate, once_ms = rate(render.render_digest, items)
 
     def per_email(ctx: render.DigestContext) -> render.RenderedEmail:
@@ -195,6 +254,11 @@ def main() -> None:
     print(f"machine: {cpu} CPUs, load average {load:.2f}")
     print()
     print(f"{'what':40} {'per second':>12} {'median ms':>10}")
+    print(f"{'render, cards laid out per reader':40} {whole_rate:12.0f} {1000 / whole_rate:10.3f}")
+    print(
+        f"{'render, cards laid out once, reused':40} {reuse_rate:12.0f} {1000 / reuse_rate:10.3f}"
+    )
+    print(f"{'  ratio':40} {reuse_rate / whole_rate:11.1f}x")
     print(f"{'render, MJML compiled once (cached)':40} {once_rate:12.0f} {once_ms:10.3f}")
     print(f"{'render, MJML compiled per email':40} {per_rate:12.0f} {per_ms:10.3f}")
     print(f"{'  ratio':40} {once_rate / per_rate:11.1f}x")

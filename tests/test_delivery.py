@@ -5,9 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import re
 import socket
+import socketserver
 import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +21,17 @@ from support.emailkit import context, email_settings, seed_papers
 from support.smtpserver import SmtpSink, start_sink
 
 from digest.config import parse_smtp_url
-from digest.deliver import transport_from_settings
+from digest.deliver import smtp, transport_from_settings
 from digest.deliver.message import build_message, make_message_id
 from digest.deliver.outbox import OutboxTransport, outbox_paths
 from digest.deliver.smtp import SmtpTransport
-from digest.deliver.transport import BACKOFF_CAP, Outcome, RateLimiter, backoff_seconds
+from digest.deliver.transport import (
+    BACKOFF_CAP,
+    Envelope,
+    Outcome,
+    RateLimiter,
+    backoff_seconds,
+)
 from digest.errors import ConfigError
 from digest.render.emails import render_digest
 from digest.store.suppression import get_suppression, is_suppressed, suppress, unsuppress
@@ -39,8 +49,30 @@ def send_all(transport: SmtpTransport, recipients: list[str]) -> dict[str, Outco
 # --- SMTP against a real server ----------------------------------------------------------
 
 
+def send_all_many(transport: SmtpTransport, recipients: list[str]) -> dict[str, Outcome]:
+    """The same messages through send_many, each built only when the transport asks."""
+    built: list[str] = []
+
+    def messages() -> Iterator[tuple[str, Envelope]]:
+        for i, to in enumerate(recipients):
+            built.append(to)
+            yield to, Envelope("digest@digest.example.org", to, SIMPLE, f"<{i}@x>")
+
+    out = {}
+    for to, outcome in transport.send_many(messages()):
+        out[to] = outcome
+        # A message whose content went out has its answer read only after the next
+        # message was taken (built while the server stores this one); never two ahead.
+        ahead = outcome.stage == "message" and to != recipients[-1]
+        assert len(built) == len(out) + ahead, (to, outcome)
+    return out
+
+
 @pytest.mark.integration
-def test_outcomes_message_by_message(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["send", "send_many"])
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_outcomes_message_by_message(smtp_server: SmtpSink, pipelining: bool, many: bool) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.rcpt_replies.update(
         {
             "closing@example.org": "421 4.3.2 Service shutting down",
@@ -68,7 +100,9 @@ def test_outcomes_message_by_message(smtp_server: SmtpSink) -> None:
         "ok3@example.org",
     ]
     with SmtpTransport(smtp_server.url) as transport:
-        out = send_all(transport, order)
+        out = (send_all_many if many else send_all)(transport, order)
+        # Pipelined exactly when offered, one write per transaction.
+        assert transport.pipelined == (len(order) if pipelining else 0)
     expect = {
         "ok1@example.org": ("sent", 250, "rcpt?"),
         "closing@example.org": ("transient", 421, "rcpt"),
@@ -102,11 +136,17 @@ def test_outcomes_message_by_message(smtp_server: SmtpSink) -> None:
 
 
 @pytest.mark.integration
-def test_many_messages_over_one_connection(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["send", "send_many"])
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_many_messages_over_one_connection(
+    smtp_server: SmtpSink, pipelining: bool, many: bool
+) -> None:
+    smtp_server.pipelining = pipelining
     recipients = [f"reader{i}@example.org" for i in range(25)]
     with SmtpTransport(smtp_server.url) as transport:
-        outcomes = send_all(transport, recipients)
+        outcomes = (send_all_many if many else send_all)(transport, recipients)
         assert transport.connections == 1
+        assert transport.pipelined == (25 if pipelining else 0)
     assert all(o.status == "sent" for o in outcomes.values())
     assert smtp_server.connections == 1
     assert {m.connection for m in smtp_server.messages} == {1}
@@ -114,18 +154,114 @@ def test_many_messages_over_one_connection(smtp_server: SmtpSink) -> None:
 
 
 @pytest.mark.integration
-def test_reconnects_when_server_closes_connection(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["send", "send_many"])
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_reconnects_when_server_closes_connection(
+    smtp_server: SmtpSink, pipelining: bool, many: bool
+) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.close_after = 3
     recipients = [f"reader{i}@example.org" for i in range(8)]
     with SmtpTransport(smtp_server.url) as transport:
-        outcomes = send_all(transport, recipients)
+        outcomes = (send_all_many if many else send_all)(transport, recipients)
     assert [o.status for o in outcomes.values()] == ["sent"] * 8
     assert smtp_server.connections == 3
     assert [m.rcpt_tos[0] for m in smtp_server.messages] == recipients  # none twice
 
 
+class _AcceptsDataAnyway(socketserver.StreamRequestHandler):
+    """A real SMTP server that offers PIPELINING and answers 354 to DATA even when it
+    refused every recipient (RFC 2920 says a client must cope: send a lone dot)."""
+
+    def handle(self) -> None:
+        server: _Scripted = self.server  # type: ignore[assignment]
+        self.wfile.write(b"220 scripted\r\n")
+        recipients = 0
+        while line := self.rfile.readline():
+            server.lines.append(line)
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                self.wfile.write(b"250-scripted\r\n250-PIPELINING\r\n250 HELP\r\n")
+            elif verb == b"RCPT":
+                refused = b"gone@" in line
+                recipients += not refused
+                self.wfile.write(b"550 5.1.1 No such user\r\n" if refused else b"250 OK\r\n")
+            elif verb == b"DATA":
+                self.wfile.write(b"354 go ahead\r\n")
+                body = b""
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                server.bodies.append(body)
+                self.wfile.write(
+                    b"250 queued\r\n" if recipients else b"554 no valid recipients\r\n"
+                )
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:  # MAIL, RSET
+                if verb == b"RSET":
+                    recipients = 0
+                self.wfile.write(b"250 OK\r\n")
+
+
+class _Scripted(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    lines: list[bytes]
+    bodies: list[bytes]
+
+
 @pytest.mark.integration
-def test_lost_after_data_is_not_retried(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("many", [False, True], ids=["send", "send_many"])
+def test_pipelined_refusal_with_data_accepted_anyway(many: bool) -> None:
+    server = _Scripted(("127.0.0.1", 0), _AcceptsDataAnyway)
+    server.lines, server.bodies = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"smtp://127.0.0.1:{server.server_address[1]}?timeout=10"
+        with SmtpTransport(url) as transport:
+            out = (send_all_many if many else send_all)(
+                transport, ["gone@example.org", "ok@example.org"]
+            )
+            assert transport.pipelined == 2 and transport.connections == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    gone = out["gone@example.org"]
+    assert (gone.status, gone.code, gone.stage) == ("permanent", 550, "rcpt")
+    assert gone.should_suppress
+    assert out["ok@example.org"].status == "sent"
+    # The refused transaction got an empty message, then RSET; the next one the message.
+    assert server.bodies == [b"", SIMPLE.replace(b"\r\n.", b"\r\n..")]
+    assert b"RSET\r\n" in [line.upper() for line in server.lines]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_send_many_gives_the_last_outcome_before_the_callers_error(
+    smtp_server: SmtpSink, pipelining: bool
+) -> None:
+    smtp_server.pipelining = pipelining
+
+    def messages() -> Iterator[tuple[int, Envelope]]:
+        yield 1, Envelope("d@digest.example.org", "ada@example.org", SIMPLE, "<1@x>")
+        raise RuntimeError("the template tripped")
+
+    got = []
+    with (
+        SmtpTransport(smtp_server.url) as transport,
+        pytest.raises(RuntimeError, match="tripped"),
+    ):
+        for key, outcome in transport.send_many(messages()):
+            got.append((key, outcome.status))
+    assert got == [(1, "sent")]
+    assert len(smtp_server.to("ada@example.org")) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_lost_after_data_is_not_retried(smtp_server: SmtpSink, pipelining: bool) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.drop_after_data.add("lost@example.org")
     with SmtpTransport(smtp_server.url) as transport:
         first = transport.send("d@digest.example.org", "lost@example.org", SIMPLE, "<1@x>")
@@ -136,7 +272,11 @@ def test_lost_after_data_is_not_retried(smtp_server: SmtpSink) -> None:
 
 
 @pytest.mark.integration
-def test_sender_refused_is_permanent_but_not_the_readers_fault(smtp_server: SmtpSink) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_sender_refused_is_permanent_but_not_the_readers_fault(
+    smtp_server: SmtpSink, pipelining: bool
+) -> None:
+    smtp_server.pipelining = pipelining
     smtp_server.mail_reply = "553 5.7.1 Sender address rejected"
     with SmtpTransport(smtp_server.url) as transport:
         outcome = transport.send("d@digest.example.org", "ada@example.org", SIMPLE, "<1@x>")
@@ -432,3 +572,25 @@ def test_implicit_tls(tls_context: ssl.SSLContext) -> None:
         assert len(sink.messages) == 1
     finally:
         controller.stop()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        SIMPLE,
+        b".a\r\n.b\r\n..c\r\nd.\r\n",
+        b"bare\nline\nends\n.dot\n",
+        b"old\rmac\r.dot\r",
+        b"mixed\r\n.\n.\r..\r\n",
+        b"no final line end",
+        b"",
+    ],
+)
+def test_dot_stuffing_is_the_regex_one_without_the_regex(data: bytes) -> None:
+    """The fast path (CRLF-normalised input) and the normalising one give the same bytes
+    as normalising every line end with a regex first."""
+    reference = re.sub(rb"(?:\r\n|\n|\r)", b"\r\n", data)
+    reference = (b"." if reference.startswith(b".") else b"") + reference
+    reference = reference.replace(b"\r\n.", b"\r\n..")
+    reference += b"" if reference.endswith(b"\r\n") else b"\r\n"
+    assert smtp._dot_stuff(data) == reference + b".\r\n"

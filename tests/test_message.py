@@ -107,6 +107,31 @@ def test_headers_and_parts_parse_back() -> None:
     assert built.envelope_from == "digest@digest.example.org" and built.to == "ada@example.org"
 
 
+@pytest.mark.parametrize("which", ["seed", "hostile", "crlf"])
+def test_html_part_is_base64_and_both_parts_decode_to_what_was_rendered(which: str) -> None:
+    settings = email_settings()
+    if which == "crlf":
+        # Line ends of every kind in the content: both parts carry the CRLF form.
+        rendered = RenderedEmail("s", "<p>a</p>\r\n<p>b\rc</p>\n" * 500, "a\rb\r\nc\n" * 50)
+    else:
+        papers = seed_papers(30) if which == "seed" else hostile_papers()
+        rendered = render_digest(context(settings, papers))
+    _, built = build(rendered, settings=settings)
+    assert_well_formed(built.data)
+    text_part, html_part = parse(built.data).iter_parts()
+    assert text_part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html_part["Content-Transfer-Encoding"] == "base64"
+    lines = built.data.split(b"\r\n\r\n")[-1].split(b"\r\n")[:-2]
+    assert lines and all(len(line) <= 76 for line in lines)
+
+    def crlf(text: str) -> bytes:
+        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode()
+
+    assert html_part.get_payload(decode=True) == crlf(rendered.html)
+    assert text_part.get_payload(decode=True) == crlf(rendered.text)
+    assert html_part.get_content() == crlf(rendered.html).decode()
+
+
 def test_non_ascii_headers_use_rfc2047() -> None:
     settings = email_settings(from_addr="Überblick Papers 📚 <digest@digest.example.org>")
     rendered = RenderedEmail(

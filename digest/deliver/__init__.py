@@ -17,7 +17,13 @@ from digest.config import Settings
 from digest.deliver.message import BuiltMessage, build_message, make_message_id
 from digest.deliver.outbox import OutboxTransport, outbox_paths
 from digest.deliver.smtp import SmtpTransport
-from digest.deliver.transport import Outcome, RateLimiter, Transport, backoff_seconds
+from digest.deliver.transport import (
+    Envelope,
+    Outcome,
+    RateLimiter,
+    Transport,
+    backoff_seconds,
+)
 from digest.errors import ConfigError
 
 
@@ -42,6 +48,7 @@ def transport_from_settings(settings: Settings) -> Transport:
 
 __all__ = [
     "BuiltMessage",
+    "Envelope",
     "OutboxTransport",
     "Outcome",
     "RateLimiter",

@@ -11,6 +11,9 @@ The pipeline's sequence for one email is::
 
 with one transport (``with transport_from_settings(settings) as transport``)
 serving a whole batch, so SMTP sends many messages over one connection.
+``transport.send_many(pairs)`` takes lazy ``(key, Envelope)`` pairs and yields
+``(key, Outcome)`` in order: SMTP then builds the next message (the caller's
+generator runs) while the server stores the last one.
 
 Every send returns an :class:`Outcome`; nothing raises for a refused message.
 
@@ -32,14 +35,16 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from digest.core.clock import utcnow
 
 Status = Literal["sent", "transient", "permanent", "unknown"]
+#: Whatever the caller pairs with each message in :meth:`Transport.send_many`.
+K = TypeVar("K")
 
 #: First retry after about a minute, doubling, never more than six hours apart.
 BACKOFF_BASE = 60.0
@@ -156,6 +161,17 @@ class RateLimiter:
         return delay
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """One message for :meth:`Transport.send_many`: what :meth:`Transport.send` takes."""
+
+    envelope_from: str
+    to: str
+    data: bytes
+    message_id: str
+    attempt: int = 1
+
+
 # --- the interface -----------------------------------------------------------------------
 
 
@@ -186,6 +202,26 @@ class Transport:
         """Deliver one message to one recipient; ``attempt`` (1, 2, …) sets the backoff."""
         self.limiter.wait()
         return self._send(envelope_from, to, data, message_id, attempt)
+
+    def send_many(self, messages: Iterable[tuple[K, Envelope]]) -> Iterator[tuple[K, Outcome]]:
+        """Deliver each ``(key, envelope)`` and yield ``(key, outcome)``, in order.
+
+        ``messages`` is read lazily: a caller can build each message in a generator,
+        and a transport that can (SMTP with PIPELINING) takes the next message while
+        the server still works on the last one, so each outcome is yielded only after
+        the next message was taken. Each outcome is what :meth:`send` would return.
+        """
+        for key, envelope in messages:
+            yield (
+                key,
+                self.send(
+                    envelope.envelope_from,
+                    envelope.to,
+                    envelope.data,
+                    envelope.message_id,
+                    attempt=envelope.attempt,
+                ),
+            )
 
     def _send(
         self, envelope_from: str, to: str, data: bytes, message_id: str, attempt: int

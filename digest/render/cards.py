@@ -50,6 +50,17 @@ def wrap(text: object, width: int = 72, indent: str = "  ") -> str:
     return ("\n" + indent).join(lines)
 
 
+@memoize(maxsize=16384)
+def _wrap_str(text: str, width: int, indent: str) -> str:
+    return wrap(text, width, indent)
+
+
+def wrap_once(text: object, width: int = 72, indent: str = "  ") -> str:
+    """:func:`wrap`, each distinct line wrapped once per process: a title line, a reason
+    or a footer recurs in many readers' digests."""
+    return _wrap_str(str(text), width, indent)
+
+
 @memoize(maxsize=4096)
 def _term_pattern(terms: tuple[str, ...]) -> re.Pattern[str] | None:
     words = sorted({t for t in terms if t}, key=len, reverse=True)
@@ -119,6 +130,9 @@ def short_authors(authors: Iterable[object] | None, limit: int = AUTHORS_MAX) ->
     return ", ".join(names)
 
 
+NO_MARKUP = Markup("")
+
+
 @dataclass
 class Card:
     title: str
@@ -137,6 +151,25 @@ class Card:
     #: "more 3". Set by the digest view once the cards are laid out.
     number: int = 0
     topic_id: int | None = None  # the best topic's id (its group's stop link)
+    #: The card laid out, the same for every reader (``render.fragments``): filled by
+    #: the digest view for the cards it shows whole.
+    html_title: Markup = NO_MARKUP
+    html_body: Markup = NO_MARKUP
+    text_body: str = ""
+
+    def content_key(self) -> tuple[object, ...]:
+        """Everything the reader-independent parts of the card show."""
+        return (
+            self.title,
+            self.url,
+            self.authors,
+            tuple(self.categories),
+            self.abstract,
+            tuple(self.terms),
+            self.pdf_url,
+            self.hf_url,
+            self.upvotes,
+        )
 
 
 @dataclass
@@ -179,6 +212,22 @@ def _paper_fields(
     )
 
 
+@memoize(maxsize=16384)
+def _clean_str(value: str, limit: int) -> str:
+    return clean_text(value, limit)
+
+
+def _short(value: object, limit: int) -> str:
+    """:func:`clean_text` of a label, term or reason: the same few recur in every reader's
+    digest, so each is cleaned once."""
+    return _clean_str(value, limit) if isinstance(value, str) else clean_text(value, limit)
+
+
+@memoize(maxsize=16384)
+def _clean_terms(terms: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_short(t, 80) for t in terms[:30])
+
+
 def _strings(values: object) -> tuple[str, ...]:
     if not isinstance(values, list | tuple):
         return ()
@@ -208,13 +257,13 @@ def make_card(matched: MatchedPaper) -> Card:
         authors=authors,
         categories=list(categories),
         abstract=abstract,
-        terms=[clean_text(t, 80) for t in terms[:30]],
+        terms=list(_clean_terms(tuple(terms))),
         pdf_url=pdf,
         hf_url=hf,
         upvotes=upvotes if isinstance(upvotes, int) and upvotes > 0 else None,
         # MatchedPaper.reason (when the matcher provides it) adds the other topics.
-        reason=clean_text(getattr(matched, "reason", None) or (best.reason if best else ""), 200),
-        label=clean_text(best.label, 80) if best else "",
+        reason=_short(getattr(matched, "reason", None) or (best.reason if best else ""), 200),
+        label=_short(best.label, 80) if best else "",
         paper_id=paper_id if isinstance(paper_id := _attr(paper, "id"), int) else None,
         topic_id=best.topic_id if best is not None and isinstance(best.topic_id, int) else None,
     )
@@ -237,21 +286,21 @@ OTHER_PAPERS = "Other new papers"
 def _group_label(matched: MatchedPaper) -> str:
     """The group a paper is shown in: its best topic's label."""
     hits = matched.hits or []
-    return (clean_text(hits[0].label, 80) if hits else "") or OTHER_PAPERS
+    return (_short(hits[0].label, 80) if hits else "") or OTHER_PAPERS
 
 
 def group_labels(papers: Sequence[MatchedPaper], topic_labels: Sequence[str]) -> list[str]:
     """The labels of the groups :func:`group_papers` makes, in the same order, without
     building the cards (the subject needs only these)."""
     present = {_group_label(m) for m in papers}
-    order = [clean_text(label, 80) for label in topic_labels]
+    order = [_short(label, 80) for label in topic_labels]
     ordered = dict.fromkeys([*order, *(_group_label(m) for m in papers)])
     return [label for label in ordered if label in present]
 
 
 def group_papers(papers: Sequence[MatchedPaper], topic_labels: Sequence[str]) -> list[Group]:
     """Papers grouped under their best topic, in the subscriber's topic order; each once."""
-    order = [clean_text(label, 80) for label in topic_labels]
+    order = [_short(label, 80) for label in topic_labels]
     groups: dict[str, Group] = {label: Group(label) for label in order if label}
     for matched in unique_papers(papers):
         card = make_card(matched)

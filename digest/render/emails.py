@@ -11,6 +11,7 @@ from digest.config import Settings
 from digest.core.text import clean_text, header_safe, safe_url
 from digest.match.rank import MatchedPaper
 from digest.render.cards import group_labels, group_papers, make_card, subject_for, unique_papers
+from digest.render.fragments import CARDS
 from digest.render.templates import SIMPLE_KINDS, compiled_templates
 
 #: Gmail clips HTML over ~102 KB; we stay under this with room for the footer.
@@ -78,6 +79,7 @@ def digest_view(
     in_order = [card for group in groups for card in group.cards] + brief_cards
     for number, card in enumerate(in_order, 1):
         card.number = number
+    CARDS.fill(card for group in groups for card in group.cards)
     shown = full + brief
     labels = group_labels(papers, ctx.topic_labels)
     subject = subject_for(shown, labels, ctx.date, ctx.papers_arrived, ctx.weekly)

@@ -23,7 +23,7 @@ import mjml
 
 from digest.core.caches import memoize
 from digest.core.text import clean_text, safe_url
-from digest.render.cards import highlight, wrap
+from digest.render.cards import highlight, wrap_once
 
 SIMPLE_KINDS = ("confirm", "welcome", "link", "unsubscribed")
 #: Every kind with a template folder: the digest, the simple ones, and the answer to mail
@@ -72,7 +72,7 @@ def _text_env() -> jinja2.Environment:
     )
     env.filters["safe_url"] = safe_url
     env.filters["clean"] = clean_text
-    env.filters["wrap"] = wrap
+    env.filters["wrap"] = wrap_once
     return env
 
 
@@ -112,3 +112,19 @@ def compiled_templates(kind: str) -> CompiledTemplates:
         html=_HTML_ENV.from_string(compile_mjml(_template_text(kind, "body.mjml"))),
         text=_TEXT_ENV.from_string(_template_text(kind, "body.txt")),
     )
+
+
+@memoize(maxsize=None)
+def html_fragment(kind: str, name: str) -> jinja2.Template:
+    """A piece of a kind's HTML that is not MJML (a card), parsed once per process.
+
+    It goes inside an ``<mj-text>``, whose content MJML copies verbatim, so rendering
+    it on its own gives the bytes it would have given inside the compiled template.
+    """
+    return _HTML_ENV.from_string(_template_text(kind, name))
+
+
+@memoize(maxsize=None)
+def text_fragment(kind: str, name: str) -> jinja2.Template:
+    """A piece of a kind's text part (a card), parsed once per process."""
+    return _TEXT_ENV.from_string(_template_text(kind, name))

@@ -9,7 +9,7 @@ Use it with ``pytest_plugins = ("support.smtpserver",)`` or import the fixture::
         ... send to smtp_server.url ...
         assert smtp_server.messages[0].rcpt_tos == ["ok@example.org"]
 
-Answers are keyed by recipient (lower-cased); ``mail_reply`` answers every MAIL
+``pipelining = True`` offers ESMTP PIPELINING. Answers are keyed by recipient (lower-cased); ``mail_reply`` answers every MAIL
 FROM; ``close_after`` makes the server drop a connection when a client starts
 its next transaction after that many messages, the way a server closes an idle
 or over-used connection.
@@ -45,6 +45,9 @@ class SmtpSink:
     drop_after_data: set[str] = field(default_factory=set)
     mail_reply: str | None = None
     close_after: int | None = None
+    #: Offer ESMTP PIPELINING (RFC 2920) in the EHLO answer; aiosmtpd itself reads
+    #: pipelined commands in order either way.
+    pipelining: bool = False
     connections: int = 0
     logins: list[tuple[str, str]] = field(default_factory=list)
     users: dict[str, str] = field(default_factory=dict)  # required logins, if any
@@ -62,6 +65,7 @@ class SmtpSink:
             self.drop_after_data.clear()
             self.mail_reply = None
             self.close_after = None
+            self.pipelining = False
             self.connections = 0
 
     def to(self, address: str) -> list[Received]:
@@ -71,6 +75,14 @@ class SmtpSink:
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list
+    ) -> list:
+        session.host_name = hostname  # what aiosmtpd does itself without this hook
+        if self.sink.pipelining:
+            return [responses[0], "250-PIPELINING", *responses[1:]]
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
