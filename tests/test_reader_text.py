@@ -86,6 +86,7 @@ def test_the_cli_and_the_import_store_clean_labels_and_show_clean_tables(
     csv = tmp_path / "in.csv"
     csv.write_text(f'email,topics,labels\nbob@example.org,"agents",{SPOOF}\n', encoding="utf-8")
     assert subscribers("import", str(csv)).exit_code == 0
+    session.rollback()  # a new snapshot: SQLite's would still be the one before the CLI ran
     assert _topics(session) == [("x", "llm"), ("Invoice gpj.exe", "agents")]
     session.execute(update(Topic).values(label=SPOOF))  # as a row from before the rule
     session.commit()
