@@ -325,6 +325,16 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: Settings given on bench/e2e.py's command line (``--set``), for every digest process.
+EXTRA_ENV: dict[str, str] = {}
+
+
 def digest_env(database_url: str, sink_port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(
@@ -339,6 +349,7 @@ def digest_env(database_url: str, sink_port: int, **extra: str) -> dict[str, str
         DIGEST_FETCH_DELAY="0",
         PYTHONPATH=str(ROOT),
     )
+    env.update(EXTRA_ENV)
     env.update(extra)
     return env
 

@@ -6,12 +6,9 @@ so a worker never wakes another for a row that does not exist yet.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
-from typing import Any
 
-from celery.signals import worker_process_init
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
 from digest import pipeline
 from digest.config import get_settings
@@ -20,17 +17,6 @@ from workers.celery_app import app
 
 # Database hiccups are worth a quick retry; anything else is left to the sweeper.
 RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 5, "max_retries": 5}
-
-log = logging.getLogger(__name__)
-
-
-@worker_process_init.connect
-def warm_up(**_: Any) -> None:
-    """Each pool process reads and indexes the day's papers once, before its first batch."""
-    try:
-        pipeline.warm_up(get_settings())
-    except SQLAlchemyError as exc:  # the batches will say so; a worker still starts
-        log.warning("could not read the day's papers at start: %s", exc)
 
 
 @app.task(name="digest.ingest", **RETRY)

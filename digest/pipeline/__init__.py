@@ -21,7 +21,6 @@ from digest.pipeline.run import (
     period_progress,
     run_once,
     run_scope,
-    warm_up,
 )
 from digest.pipeline.send import BREAKER_THRESHOLD, BatchResult, send_batch
 from digest.pipeline.upcoming import Upcoming, upcoming
@@ -51,6 +50,5 @@ __all__ = [
     "send_batch",
     "sweep",
     "upcoming",
-    "warm_up",
     "worker_id",
 ]

@@ -9,10 +9,11 @@ reader's maximum), the same rendering and the same message builder. Only the
 ledger (``pipeline.ledger``) is the send path's own: it fixes windows on the rows
 and records outcomes.
 
-A builder serves one batch: it loads the papers of every window once, indexes
-each distinct window once (and keeps recent indexes across batches: a worker
-sends hundreds of batches over the same day's papers), and matches every reader
-against it; then each digest is only rendered and built.
+A builder serves one batch: it takes the papers of every window (read once per
+process and kept, with recent indexes, across batches while a stamp says they are
+unchanged: a worker sends hundreds of batches over the same day's papers), indexes
+each distinct window once, and matches every reader against it; then each digest
+is only rendered and built.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,7 +18,6 @@ from digest.config import Settings
 from digest.core.clock import utcnow
 from digest.deliver import require_safe_links
 from digest.match import semantic
-from digest.pipeline.compose import INDEXES
 from digest.pipeline.lease import sweep
 from digest.pipeline.notify import send_pending
 from digest.pipeline.plan import plan
@@ -83,23 +82,6 @@ def run_once(settings: Settings, now: datetime | None = None, fetch: bool = True
     with db.session_scope(settings) as session:
         after = upcoming(session, now)
     return RunSummary(outcomes, len(planned), totals, after, notified)
-
-
-def warm_up(settings: Settings, now: datetime | None = None) -> int:
-    """Read the last day's papers and index them, once, before this process's first batch.
-
-    A worker process calls this when it starts (``workers/``): otherwise every pool
-    process reads and indexes the same 2,000 papers at the same moment inside its
-    first batch, 2-3 s with both cores busy. Returns how many papers were indexed.
-    The batches reuse both while the papers are unchanged (``compose.IndexCache``).
-    """
-    now = now or utcnow()
-    db.ensure_schema(settings)
-    with db.session_scope(settings) as session:
-        papers = INDEXES.window_papers(session, settings.database_url, now - timedelta(days=1), now)
-        if papers and not semantic.available():
-            INDEXES.get(settings.database_url, papers, None)
-    return len(papers)
 
 
 def next_digests(settings: Settings, now: datetime | None = None) -> Upcoming:
