@@ -958,12 +958,14 @@ def test_worker_on_sqlite_delivers(sqlite_template: Path, tmp_path: Path, rig: R
     papers = [PaperSpec(i, T - timedelta(hours=1), upvotes=i if i % 4 == 0 else None) for i in range(len(SEED))]  # fmt: skip
     add_world(settings, papers, subs)
     worker, app = rig.start(settings)
-    # `digest run --at` with a broker: the run task plans and answers with the digests
-    # it covers (through the result backend), then the batches go out.
-    covered = app.send_task("digest.run", args=[iso(T), False]).get(timeout=30)
+    # `digest run --at` with a broker: the run task plans and answers with the scope of
+    # the digests it covers (through the result backend), then the batches go out.
+    scope = app.send_task("digest.run", args=[iso(T), False]).get(timeout=30)
     wait_settled(settings, len(subs), worker)
     rows = digests_with_subscribers(settings)
-    assert sorted(covered) == [r.id for r in rows]
+    assert scope["count"] == len(rows)
+    assert (scope["first"], scope["last"]) == (min(r.id for r in rows), max(r.id for r in rows))
+    assert sorted(scope["periods"]) == sorted({r.period for r in rows})
     assert {r.status for r in rows} == {DigestStatus.SENT}
     delivered = assert_one_mail_each(rig.mailbox.mails(), subs, rows)
     for s in subs:

@@ -110,6 +110,10 @@ class SmtpTransport(Transport):
         else:
             conn = smtplib.SMTP(c.host, c.port, local_hostname=c.helo, timeout=c.timeout)
         try:
+            # Commands and message go out as several small writes before we read: without
+            # this, Nagle holds each one back for the peer's delayed ACK (bench/README).
+            if conn.sock is not None:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
             if c.security == "starttls":
                 conn.starttls(context=self._context())
