@@ -137,6 +137,18 @@ def end_transaction(session: Session) -> None:
         session.commit()
 
 
+def release_database_lock(session: Session) -> None:
+    """Before slow network I/O in the middle of a group of writes: commit only where the
+    open transaction locks the whole database (SQLite's ``BEGIN IMMEDIATE``).
+
+    On PostgreSQL the transaction holds row locks on the rows it changed, which are the
+    caller's own (a send batch's leased digests), so its writes stay grouped: a COMMIT
+    per message would cost a round trip per digest (``DIGEST_COMMIT_EVERY``).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        end_transaction(session)
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", "digest.store:migrations")
