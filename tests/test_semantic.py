@@ -75,6 +75,21 @@ def test_plain_language_topic_finds_papers_without_the_words(papers: list[PaperL
     assert matching.evaluate(index, "catching card machine learning") == {}
 
 
+def test_a_topic_text_is_embedded_once_per_process_across_windows(
+    papers: list[PaperLike],
+) -> None:
+    topic = "~catching credit card fraud with machine learning"
+    semantic.embed_query.cache_clear()
+    yesterday = matching.build_index(papers[:30])
+    today = matching.build_index(papers[30:])
+    first, second = matching.evaluate(yesterday, topic), matching.evaluate(today, topic)
+    info = semantic.embed_query.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # the second window reused the vector
+    assert semantic.embed_query(topic[1:]) == semantic.embed([topic[1:]])[0]
+    assert SEED[31]["title"] in {today.input_papers[pos].title for pos in second}
+    assert SEED[22]["title"] in {yesterday.input_papers[pos].title for pos in first}
+
+
 def test_like_finds_similar_papers_and_not_itself(papers: list[PaperLike]) -> None:
     index = matching.build_index(papers)
     result = matching.match_subscriber(

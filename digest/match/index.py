@@ -422,7 +422,7 @@ class PaperIndex:
                 return _LeafBits(0, similarity={})
             threshold = semantic.LIKE_THRESHOLD
         else:
-            target = semantic.embed([leaf.text])[0]
+            target = semantic.embed_query(leaf.text)
             threshold = semantic.TEXT_THRESHOLD
         if self._matrix is None:
             self._matrix = semantic.Matrix(self._embeddings)

